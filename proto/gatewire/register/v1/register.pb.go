@@ -154,8 +154,13 @@ type AnnounceResponse struct {
 	LeaseMillis uint32 `protobuf:"varint,1,opt,name=lease_millis,json=leaseMillis,proto3" json:"lease_millis,omitempty"`
 	// heartbeat_millis is how often the gateway should renew.
 	HeartbeatMillis uint32 `protobuf:"varint,2,opt,name=heartbeat_millis,json=heartbeatMillis,proto3" json:"heartbeat_millis,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// fresh is true when the register held no live lease for the gateway: on
+	// its first announce, or after its lease lapsed (and its directory entries
+	// were purged) or the lease table was lost. A gateway that sees fresh after
+	// its first announce re-publishes its bindings to the directory.
+	Fresh         bool `protobuf:"varint,3,opt,name=fresh,proto3" json:"fresh,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AnnounceResponse) Reset() {
@@ -200,6 +205,13 @@ func (x *AnnounceResponse) GetHeartbeatMillis() uint32 {
 		return x.HeartbeatMillis
 	}
 	return 0
+}
+
+func (x *AnnounceResponse) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return false
 }
 
 // WatchRequest starts a watch of the live gateway list.
@@ -295,10 +307,11 @@ const file_gatewire_register_v1_register_proto_rawDesc = "" +
 	"\x0epublic_address\x18\x03 \x01(\tR\rpublicAddress\"d\n" +
 	"\x0fAnnounceRequest\x127\n" +
 	"\agateway\x18\x01 \x01(\v2\x1d.gatewire.register.v1.GatewayR\agateway\x12\x18\n" +
-	"\aleaving\x18\x02 \x01(\bR\aleaving\"`\n" +
+	"\aleaving\x18\x02 \x01(\bR\aleaving\"v\n" +
 	"\x10AnnounceResponse\x12!\n" +
 	"\flease_millis\x18\x01 \x01(\rR\vleaseMillis\x12)\n" +
-	"\x10heartbeat_millis\x18\x02 \x01(\rR\x0fheartbeatMillis\"\x0e\n" +
+	"\x10heartbeat_millis\x18\x02 \x01(\rR\x0fheartbeatMillis\x12\x14\n" +
+	"\x05fresh\x18\x03 \x01(\bR\x05fresh\"\x0e\n" +
 	"\fWatchRequest\"J\n" +
 	"\rWatchResponse\x129\n" +
 	"\bgateways\x18\x01 \x03(\v2\x1d.gatewire.register.v1.GatewayR\bgateways2\xc4\x01\n" +

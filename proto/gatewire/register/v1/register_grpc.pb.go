@@ -36,8 +36,8 @@ const (
 type RegisterServiceClient interface {
 	// Announce holds a gateway's lease for as long as the stream lives and
 	// heartbeats arrive. The gateway sends an AnnounceRequest at once and then
-	// one per heartbeat interval; the register answers the first one with the
-	// lease it granted. A request with leaving=true gives the lease up at once
+	// one per heartbeat interval; the register answers every request with the
+	// terms of the lease. A request with leaving=true gives the lease up at once
 	// (graceful shutdown). A lease that is not renewed in time lapses: the
 	// gateway is dropped and its directory entries purged.
 	Announce(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AnnounceRequest, AnnounceResponse], error)
@@ -94,8 +94,8 @@ type RegisterService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 type RegisterServiceServer interface {
 	// Announce holds a gateway's lease for as long as the stream lives and
 	// heartbeats arrive. The gateway sends an AnnounceRequest at once and then
-	// one per heartbeat interval; the register answers the first one with the
-	// lease it granted. A request with leaving=true gives the lease up at once
+	// one per heartbeat interval; the register answers every request with the
+	// terms of the lease. A request with leaving=true gives the lease up at once
 	// (graceful shutdown). A lease that is not renewed in time lapses: the
 	// gateway is dropped and its directory entries purged.
 	Announce(grpc.BidiStreamingServer[AnnounceRequest, AnnounceResponse]) error

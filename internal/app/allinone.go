@@ -1,0 +1,55 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatewire/gatewire/internal/directory"
+	"github.com/gatewire/gatewire/internal/register"
+)
+
+// AllInOneConfig configures the all-in-one process.
+type AllInOneConfig struct {
+	// Gateway configures the gateway; its register, secret and link
+	// addresses are filled in.
+	Gateway GatewayConfig
+	// Worker configures the worker; its register and secret are filled in.
+	Worker WorkerConfig
+}
+
+// RunAllInOne runs a register, a gateway and a worker in one process with an
+// in-memory directory and lease table, linked over loopback gRPC with a
+// random secret, until ctx ends.
+func RunAllInOne(ctx context.Context, cfg AllInOneConfig, log *slog.Logger) error {
+	log = discard(log)
+	secret := randomSecret()
+	dir := directory.NewMemory()
+	regLis, err := listen("register", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	registers := []string{regLis.Addr().String()}
+	gcfg := cfg.Gateway
+	gcfg.Registers, gcfg.Secret = registers, secret
+	gcfg.LinkAddr, gcfg.LinkAdvertise = "127.0.0.1:0", ""
+	wcfg := cfg.Worker
+	wcfg.Registers, wcfg.Secret = registers, secret
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return serveRegister(ctx, regLis, RegisterConfig{Secret: secret}, register.NewMemoryTable(), dir, log)
+	})
+	g.Go(func() error { return serveGateway(ctx, gcfg, dir, log) })
+	g.Go(func() error { return serveWorker(ctx, wcfg, dir, log) })
+	return g.Wait()
+}
+
+func randomSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

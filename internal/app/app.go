@@ -1,0 +1,158 @@
+// Package app assembles gatewire's processes from the internal packages:
+// Register, Gateway and Worker each run one role until their context ends,
+// and the all-in-one runs all three in one process by calling them with
+// in-memory backends. The cmd/ programs only parse flags and call these.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/gatewire/gatewire/internal/bearer"
+)
+
+// stopTimeout bounds a graceful gRPC or HTTP server stop.
+const stopTimeout = 5 * time.Second
+
+// newGRPCServer returns a gRPC server that requires token on every call but
+// the health and reflection services, and serves both of those.
+func newGRPCServer(token string) (*grpc.Server, *health.Server) {
+	opts := bearer.ServerOptions(token, "/grpc.health.v1.Health/", "/grpc.reflection.")
+	opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	s := grpc.NewServer(opts...)
+	h := health.NewServer()
+	healthpb.RegisterHealthServer(s, h)
+	reflection.Register(s)
+	return s, h
+}
+
+// dialOptions returns the options processes use to call each other.
+func dialOptions(secret string) []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearer.Credentials(secret)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+	}
+}
+
+// serveGRPC serves s on lis until ctx ends, then stops it gracefully (and
+// forcibly after stopTimeout).
+func serveGRPC(ctx context.Context, s *grpc.Server, lis net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("grpc server on %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.Stop()
+		<-done
+	}
+	<-errc
+	return nil
+}
+
+// serveHTTP serves h on lis until ctx ends, then shuts it down.
+func serveHTTP(ctx context.Context, h http.Handler, lis net.Listener) error {
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server on %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		_ = s.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// RedisConfig says how to reach Redis.
+type RedisConfig struct {
+	// Addr is "host:port", a comma-separated list of cluster nodes, or a
+	// redis:// URL.
+	Addr string
+	// Prefix starts every key; zero means "gatewire:".
+	Prefix string
+}
+
+// client returns a Redis client for c and checks that Redis answers.
+func (c RedisConfig) client(ctx context.Context) (redis.UniversalClient, error) {
+	var rdb redis.UniversalClient
+	if strings.HasPrefix(c.Addr, "redis://") || strings.HasPrefix(c.Addr, "rediss://") {
+		opt, err := redis.ParseURL(c.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		rdb = redis.NewClient(opt)
+	} else {
+		rdb = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(c.Addr, ",")})
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("redis %s: %w", redactURL(c.Addr), err)
+	}
+	return rdb, nil
+}
+
+func (c RedisConfig) prefix() string {
+	if c.Prefix == "" {
+		return "gatewire:"
+	}
+	return c.Prefix
+}
+
+// redactURL hides a password in a redis:// URL.
+func redactURL(s string) string {
+	if at := strings.LastIndex(s, "@"); at >= 0 {
+		if scheme := strings.Index(s, "://"); scheme >= 0 && scheme < at {
+			return s[:scheme+3] + "***" + s[at:]
+		}
+	}
+	return s
+}
+
+// listen opens a TCP listener, naming the role in the error.
+func listen(role, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen on %s: %w", role, addr, err)
+	}
+	return lis, nil
+}
+
+func discard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
+}

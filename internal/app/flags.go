@@ -1,0 +1,120 @@
+package app
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// EnvPrefix prefixes the environment variable of every flag
+// (see package flagenv): -ws-addr is also GATEWIRE_WS_ADDR.
+const EnvPrefix = "GATEWIRE"
+
+// listFlag is a comma-separated list flag.
+type listFlag struct{ v *[]string }
+
+func (l listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	*l.v = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l.v = append(*l.v, p)
+		}
+	}
+	return nil
+}
+
+// LogFlags registers -log-level and -log-format and returns a function that
+// builds the logger they describe.
+func LogFlags(fs *flag.FlagSet) func() (*slog.Logger, error) {
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	return func() (*slog.Logger, error) {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(*level)); err != nil {
+			return nil, fmt.Errorf("-log-level: %w", err)
+		}
+		opts := &slog.HandlerOptions{Level: l}
+		switch *format {
+		case "text":
+			return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		case "json":
+			return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		default:
+			return nil, fmt.Errorf("-log-format: want text or json, got %q", *format)
+		}
+	}
+}
+
+// clusterFlags registers the flags every cluster process has.
+func clusterFlags(fs *flag.FlagSet, secret *string, registers *[]string) {
+	fs.StringVar(secret, "secret", "", "shared secret of the cluster's inner links (required)")
+	if registers != nil {
+		*registers = []string{"127.0.0.1:1236"}
+		fs.Var(listFlag{registers}, "register", "register replica addresses, comma-separated")
+	}
+}
+
+func redisFlags(fs *flag.FlagSet, r *RedisConfig) {
+	fs.StringVar(&r.Addr, "redis", "127.0.0.1:6379", "Redis: host:port, comma-separated cluster nodes, or a redis:// URL")
+	fs.StringVar(&r.Prefix, "redis-prefix", "gatewire:", "prefix of every Redis key")
+}
+
+// RegisterFlags registers a register process's flags into cfg.
+func RegisterFlags(fs *flag.FlagSet, cfg *RegisterConfig) {
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:1236", "gRPC listen address")
+	fs.DurationVar(&cfg.Lease, "lease", 0, "gateway lease; a gateway silent this long is dropped and its entries purged (0 = 5s)")
+	clusterFlags(fs, &cfg.Secret, nil)
+	redisFlags(fs, &cfg.Redis)
+}
+
+// gatewayClientFlags registers the flags about client connections, shared
+// by the gateway and the all-in-one.
+func gatewayClientFlags(fs *flag.FlagSet, cfg *GatewayConfig) {
+	fs.StringVar(&cfg.WSAddr, "ws-addr", "127.0.0.1:8282", "WebSocket listen address (path /)")
+	fs.StringVar(&cfg.PublicAddress, "public-address", "", "host:port clients use to reach this gateway (default: the -ws-addr bound)")
+	fs.Int64Var(&cfg.ReadLimit, "read-limit", 64<<10, "largest frame a client may send, in bytes")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", 25e9, "how often clients are pinged (negative disables)")
+	fs.IntVar(&cfg.PingMisses, "ping-misses", 2, "unanswered pings in a row that close a client")
+	fs.IntVar(&cfg.SendQueue, "send-queue", 256, "frames that may wait for one client before it is closed as too slow")
+	fs.Var(listFlag{&cfg.OriginPatterns}, "origins", "browser origins allowed besides the gateway's own host, comma-separated host patterns (e.g. chat.example.com,*.example.com)")
+}
+
+// GatewayFlags registers a gateway process's flags into cfg.
+func GatewayFlags(fs *flag.FlagSet, cfg *GatewayConfig) {
+	gatewayClientFlags(fs, cfg)
+	fs.StringVar(&cfg.LinkAddr, "link-addr", "127.0.0.1:2000", "gRPC listen address for workers")
+	fs.StringVar(&cfg.LinkAdvertise, "link-advertise", "", "address workers dial to reach -link-addr (default: the address bound)")
+	clusterFlags(fs, &cfg.Secret, &cfg.Registers)
+	redisFlags(fs, &cfg.Redis)
+}
+
+// workerChatFlags registers the flags of the worker's business side, shared
+// by the worker and the all-in-one.
+func workerChatFlags(fs *flag.FlagSet, cfg *WorkerConfig, defaultPushAddr string) {
+	fs.BoolVar(&cfg.InsecureBind, "insecure-bind", false, "accept the seed's token-less bind (any client may claim any uid)")
+	fs.IntVar(&cfg.Lanes, "lanes", 64, "clients whose events are handled at once")
+	fs.StringVar(&cfg.PushAddr, "push-addr", defaultPushAddr, "Push API gRPC listen address ('' disables it)")
+	fs.StringVar(&cfg.PushToken, "push-token", "", "bearer token Push API callers must send (required with -push-addr)")
+}
+
+// WorkerFlags registers a worker process's flags into cfg.
+func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
+	workerChatFlags(fs, cfg, "127.0.0.1:2100")
+	clusterFlags(fs, &cfg.Secret, &cfg.Registers)
+	redisFlags(fs, &cfg.Redis)
+}
+
+// AllInOneFlags registers the all-in-one's flags into cfg.
+func AllInOneFlags(fs *flag.FlagSet, cfg *AllInOneConfig) {
+	gatewayClientFlags(fs, &cfg.Gateway)
+	workerChatFlags(fs, &cfg.Worker, "")
+}

@@ -1,0 +1,315 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/gatewire/gatewire/internal/clientid"
+	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
+)
+
+// frame is one item of a connection's send queue.
+type frame struct {
+	data   []byte
+	binary bool
+	// close, when set, closes the connection with status/reason after the
+	// frames queued before it.
+	close  bool
+	status websocket.StatusCode
+	reason string
+}
+
+// conn is one client connection.
+type conn struct {
+	id  string
+	g   *Gateway
+	ws  *websocket.Conn
+	out chan frame
+
+	ctx    context.Context // ends when the connection is finished
+	cancel context.CancelFunc
+
+	mu     sync.Mutex // guards the fields below; held across directory calls for this connection
+	uid    string
+	closed bool
+	worker *link
+
+	finishOnce sync.Once
+}
+
+// ServeHTTP accepts a WebSocket client.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.acceptingMu.RLock()
+	closed := g.closed
+	if !closed {
+		g.wg.Add(1)
+	}
+	g.acceptingMu.RUnlock()
+	if closed {
+		http.Error(w, "gateway is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer g.wg.Done()
+
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.OriginPatterns})
+	if err != nil {
+		g.log.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	ws.SetReadLimit(g.cfg.ReadLimit)
+	ctx, cancel := context.WithCancel(g.ctx)
+	c := &conn{
+		id: clientid.Make(g.cfg.ID, g.seq.Add(1)), g: g, ws: ws,
+		out: make(chan frame, g.cfg.SendQueue), ctx: ctx, cancel: cancel,
+	}
+	g.connsMu.Lock()
+	g.conns[c.id] = c
+	g.connsMu.Unlock()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.writeLoop() }()
+	if g.cfg.PingInterval > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.pingLoop() }()
+	}
+	ev := &linkv1.Event{ClientId: c.id, Kind: &linkv1.Event_Connected{Connected: connected(r, g.cfg.PublicAddress)}}
+	var readErr error
+	if g.dispatch(c.ctx, c, ev) {
+		readErr = c.readLoop()
+	} else {
+		c.closeWith(websocket.StatusTryAgainLater, "no worker available")
+		readErr = c.drain()
+	}
+	c.finish(readErr)
+	wg.Wait()
+}
+
+func connected(r *http.Request, public string) *linkv1.Connected {
+	ev := &linkv1.Connected{
+		RemoteAddress: r.RemoteAddr, GatewayAddress: public,
+		Path: r.URL.Path, Query: r.URL.RawQuery,
+	}
+	if ev.GatewayAddress == "" {
+		ev.GatewayAddress = r.Host
+	}
+	for name, values := range r.Header {
+		ev.Headers = append(ev.Headers, &linkv1.Header{Name: name, Values: values})
+	}
+	return ev
+}
+
+// readLoop forwards the client's frames until the connection ends.
+func (c *conn) readLoop() error {
+	for {
+		typ, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			return err
+		}
+		ev := &linkv1.Event{ClientId: c.id, Uid: c.boundUID(),
+			Kind: &linkv1.Event_Message{Message: &linkv1.Message{Data: data, Binary: typ == websocket.MessageBinary}}}
+		if !c.g.dispatch(c.ctx, c, ev) {
+			if c.ctx.Err() == nil {
+				c.closeWith(websocket.StatusTryAgainLater, "no worker available")
+			}
+			return c.drain()
+		}
+	}
+}
+
+// drain reads until the connection is closed, so that a close handshake
+// can complete, and returns the error that ended it.
+func (c *conn) drain() error {
+	for {
+		if _, _, err := c.ws.Read(c.ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// writeLoop writes queued frames until the connection ends.
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case f := <-c.out:
+			if f.close {
+				// Close waits for the peer's close frame, read by the read loop.
+				_ = c.ws.Close(f.status, f.reason)
+				c.cancel()
+				return
+			}
+			typ := websocket.MessageText
+			if f.binary {
+				typ = websocket.MessageBinary
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.WriteTimeout)
+			err := c.ws.Write(ctx, typ, f.data)
+			cancel()
+			if err != nil {
+				c.cancel()
+				_ = c.ws.CloseNow()
+				return
+			}
+		}
+	}
+}
+
+// pingLoop pings the client and closes it after PingMisses unanswered pings.
+func (c *conn) pingLoop() {
+	t := time.NewTicker(c.g.cfg.PingInterval)
+	defer t.Stop()
+	misses := 0
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.PingInterval)
+		err := c.ws.Ping(ctx)
+		cancel()
+		if err == nil {
+			misses = 0
+			continue
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		if misses++; misses >= c.g.cfg.PingMisses {
+			c.g.log.Info("closing client that stopped answering pings", "client_id", c.id, "misses", misses)
+			c.cancel()
+			_ = c.ws.CloseNow()
+			return
+		}
+	}
+}
+
+// enqueue queues f for the writer. A full queue closes the connection: a
+// client that does not read must not hold memory or block its senders.
+func (c *conn) enqueue(f frame) bool {
+	if c.ctx.Err() != nil {
+		return false
+	}
+	select {
+	case c.out <- f:
+		return true
+	default:
+		c.g.log.Warn("closing slow client: send queue full", "client_id", c.id, "queue", cap(c.out))
+		c.cancel()
+		_ = c.ws.CloseNow()
+		return false
+	}
+}
+
+// closeWith queues a close after the frames already queued.
+func (c *conn) closeWith(status websocket.StatusCode, reason string) {
+	c.enqueue(frame{close: true, status: status, reason: reason})
+}
+
+func (c *conn) boundUID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.uid
+}
+
+// errGone reports a command for a connection that has finished.
+var errGone = errors.New("connection closed")
+
+// errOtherUID reports an unbind of a uid the connection is not bound to.
+var errOtherUID = errors.New("connection bound to another uid")
+
+// bind binds the connection to uid in the directory, replacing an older uid.
+func (c *conn) bind(ctx context.Context, uid string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errGone
+	}
+	if c.uid == uid {
+		return nil
+	}
+	if c.uid != "" {
+		if err := c.g.dir.Unbind(ctx, c.id, c.uid); err != nil {
+			return err
+		}
+		c.uid = ""
+	}
+	if err := c.g.dir.Bind(ctx, c.id, uid); err != nil {
+		return err
+	}
+	c.uid = uid
+	return nil
+}
+
+// unbind removes the connection's binding to uid ("" means whatever uid).
+func (c *conn) unbind(ctx context.Context, uid string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errGone
+	}
+	if c.uid == "" {
+		return nil
+	}
+	if uid != "" && uid != c.uid {
+		return fmt.Errorf("%w (%s)", errOtherUID, c.uid)
+	}
+	if err := c.g.dir.Unbind(ctx, c.id, c.uid); err != nil {
+		return err
+	}
+	c.uid = ""
+	return nil
+}
+
+// rebind writes the connection's directory entry again if it is bound.
+func (c *conn) rebind(ctx context.Context) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.uid == "" {
+		return false, nil
+	}
+	return true, c.g.dir.Bind(ctx, c.id, c.uid)
+}
+
+// finish runs once when the connection has ended: it forgets the
+// connection, removes its directory entry and reports the close to a worker.
+func (c *conn) finish(err error) {
+	c.finishOnce.Do(func() {
+		c.cancel()
+		_ = c.ws.CloseNow()
+		g := c.g
+		g.connsMu.Lock()
+		delete(g.conns, c.id)
+		g.connsMu.Unlock()
+
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.DirectoryTimeout)
+		defer cancel()
+		c.mu.Lock()
+		c.closed = true
+		uid := c.uid
+		if uid != "" {
+			if err := g.dir.Unbind(ctx, c.id, uid); err != nil {
+				g.log.Error("unbind closed connection", "client_id", c.id, "uid", uid, "err", err)
+			}
+		}
+		c.mu.Unlock()
+
+		code := websocket.CloseStatus(err)
+		if code == -1 {
+			code = websocket.StatusAbnormalClosure
+		}
+		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Kind: &linkv1.Event_Closed{Closed: &linkv1.Closed{Code: int32(code)}}}
+		if !g.dispatch(ctx, c, ev) {
+			g.log.Warn("close event not delivered: no worker", "client_id", c.id)
+		}
+		c.setWorker(nil)
+	})
+}

@@ -1,0 +1,187 @@
+// Package gateway holds client WebSocket connections and nothing else: it
+// forwards each client's events to one worker over that worker's link (a
+// gRPC stream), executes the commands workers send back (send, close, bind,
+// unbind) and keeps the directory entries of its own connections.
+//
+// Each connection has exactly one reader goroutine and one writer goroutine
+// draining a bounded queue; a client that does not read fast enough is
+// closed, never allowed to block others. A client's events go to one worker
+// (sticky) so they are handled in order; when that worker's link ends, the
+// next event picks another. Start with New; serve Gateway as the WebSocket
+// http.Handler and register it as the linkv1 service.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/gatewire/gatewire/internal/clientid"
+	"github.com/gatewire/gatewire/internal/directory"
+	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
+)
+
+// Config configures a Gateway. Zero values mean the documented defaults.
+type Config struct {
+	// ID is the gateway id; zero means a fresh random one (clientid.NewGatewayID).
+	ID string
+	// PublicAddress is the host:port clients connect to, reported to workers.
+	PublicAddress string
+	// ReadLimit is the largest frame a client may send, in bytes; zero means
+	// 64 KiB. A larger frame closes the connection with 1009.
+	ReadLimit int64
+	// PingInterval is how often clients are pinged; zero means 25s, negative
+	// disables pings.
+	PingInterval time.Duration
+	// PingMisses is how many unanswered pings in a row close a connection;
+	// zero means 2.
+	PingMisses int
+	// SendQueue is how many frames may wait for one client; zero means 256.
+	// A client whose queue is full is closed with 1008.
+	SendQueue int
+	// WriteTimeout bounds one frame write to a client; zero means 10s.
+	WriteTimeout time.Duration
+	// WorkerWait is how long an event waits for a worker when none is
+	// linked; zero means 3s. After that the client is closed with 1013.
+	WorkerWait time.Duration
+	// OriginPatterns lists the browser origins allowed besides the
+	// gateway's own host (see websocket.AcceptOptions.OriginPatterns).
+	OriginPatterns []string
+	// DirectoryTimeout bounds each directory call; zero means 2s.
+	DirectoryTimeout time.Duration
+}
+
+func (c *Config) fill() error {
+	if c.ID == "" {
+		c.ID = clientid.NewGatewayID()
+	}
+	if !clientid.ValidGatewayID(c.ID) {
+		return fmt.Errorf("gateway: invalid id %q", c.ID)
+	}
+	defaults := []struct {
+		v *time.Duration
+		d time.Duration
+	}{{&c.PingInterval, 25 * time.Second}, {&c.WriteTimeout, 10 * time.Second}, {&c.WorkerWait, 3 * time.Second}, {&c.DirectoryTimeout, 2 * time.Second}}
+	for _, x := range defaults {
+		if *x.v == 0 {
+			*x.v = x.d
+		}
+	}
+	if c.ReadLimit == 0 {
+		c.ReadLimit = 64 << 10
+	}
+	if c.PingMisses == 0 {
+		c.PingMisses = 2
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = 256
+	}
+	if c.ReadLimit < 0 || c.PingMisses < 0 || c.SendQueue < 0 {
+		return errors.New("gateway: read limit, ping misses and send queue must not be negative")
+	}
+	return nil
+}
+
+// Gateway holds client connections and serves worker links.
+type Gateway struct {
+	linkv1.UnimplementedLinkServiceServer
+
+	cfg Config
+	dir directory.Directory
+	log *slog.Logger
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	seq    atomic.Uint64
+	wg     sync.WaitGroup // connection goroutines
+
+	connsMu sync.RWMutex
+	conns   map[string]*conn
+
+	linksMu     sync.Mutex
+	links       map[*link]struct{}
+	linkAdded   chan struct{} // closed and replaced when a link arrives
+	closeOnce   sync.Once
+	acceptingMu sync.RWMutex
+	closed      bool
+}
+
+// New returns a Gateway that keeps its connections' entries in dir.
+func New(cfg Config, dir directory.Directory, log *slog.Logger) (*Gateway, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Gateway{
+		cfg: cfg, dir: dir, log: log.With("gateway_id", cfg.ID),
+		ctx: ctx, cancel: cancel,
+		conns: make(map[string]*conn), links: make(map[*link]struct{}), linkAdded: make(chan struct{}),
+	}, nil
+}
+
+// ID returns the gateway's id, the prefix of its client_ids.
+func (g *Gateway) ID() string { return g.cfg.ID }
+
+// Close closes every client connection with status and reason, stops
+// accepting new ones and waits for the connections' goroutines. It is
+// idempotent.
+func (g *Gateway) Close(status websocket.StatusCode, reason string) {
+	g.closeOnce.Do(func() {
+		g.acceptingMu.Lock()
+		g.closed = true
+		g.acceptingMu.Unlock()
+		g.connsMu.RLock()
+		for _, c := range g.conns {
+			c.closeWith(status, reason)
+		}
+		g.connsMu.RUnlock()
+		g.wg.Wait()
+		g.cancel()
+	})
+}
+
+// ConnCount returns the number of open client connections.
+func (g *Gateway) ConnCount() int {
+	g.connsMu.RLock()
+	defer g.connsMu.RUnlock()
+	return len(g.conns)
+}
+
+func (g *Gateway) conn(id string) *conn {
+	g.connsMu.RLock()
+	defer g.connsMu.RUnlock()
+	return g.conns[id]
+}
+
+// Republish writes the directory entries of every bound connection again,
+// after the register reported that they may have been purged or lost.
+func (g *Gateway) Republish(ctx context.Context) error {
+	g.connsMu.RLock()
+	conns := make([]*conn, 0, len(g.conns))
+	for _, c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.connsMu.RUnlock()
+	var errs []error
+	n := 0
+	for _, c := range conns {
+		ok, err := c.rebind(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ok {
+			n++
+		}
+	}
+	g.log.Info("re-published bindings", "bindings", n, "errors", len(errs))
+	return errors.Join(errs...)
+}

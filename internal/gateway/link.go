@@ -1,0 +1,301 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
+)
+
+// maxBatch caps how many events and results travel in one stream message.
+const maxBatch = 256
+
+// link is one worker's stream, as seen by the gateway.
+type link struct {
+	workerID string
+	out      chan linkItem // events and results waiting for the stream writer
+	done     chan struct{} // closed when the stream has ended
+	assigned atomic.Int64  // connections routed to this worker
+}
+
+type linkItem struct {
+	event  *linkv1.Event
+	result *linkv1.CommandResult
+}
+
+func (l *link) alive() bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// push queues an item for the worker; it waits while the queue is full
+// (backpressure) and fails when the link or ctx ends.
+func (l *link) push(ctx context.Context, it linkItem) bool {
+	select {
+	case l.out <- it:
+		return true
+	case <-l.done:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// dispatch sends ev to the connection's worker, choosing a new one when it
+// has none or its link ended. It fails when no worker is linked within
+// WorkerWait or ctx ends.
+func (g *Gateway) dispatch(ctx context.Context, c *conn, ev *linkv1.Event) bool {
+	for ctx.Err() == nil {
+		l := c.currentWorker()
+		if l == nil || !l.alive() {
+			if l = g.pickLink(ctx); l == nil {
+				return false
+			}
+			c.setWorker(l)
+		}
+		if l.push(ctx, linkItem{event: ev}) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *conn) currentWorker() *link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.worker
+}
+
+// setWorker routes the connection to l (nil: to nobody) and keeps the
+// links' load counts right.
+func (c *conn) setWorker(l *link) {
+	c.mu.Lock()
+	old := c.worker
+	c.worker = l
+	c.mu.Unlock()
+	if old != nil {
+		old.assigned.Add(-1)
+	}
+	if l != nil {
+		l.assigned.Add(1)
+	}
+}
+
+// pickLink returns the live link with the fewest connections, waiting up to
+// WorkerWait for one to arrive.
+func (g *Gateway) pickLink(ctx context.Context) *link {
+	deadline := time.NewTimer(g.cfg.WorkerWait)
+	defer deadline.Stop()
+	for {
+		g.linksMu.Lock()
+		var best *link
+		for l := range g.links {
+			if l.alive() && (best == nil || l.assigned.Load() < best.assigned.Load()) {
+				best = l
+			}
+		}
+		added := g.linkAdded
+		g.linksMu.Unlock()
+		if best != nil {
+			return best
+		}
+		select {
+		case <-added:
+		case <-deadline.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// Connect implements linkv1.LinkServiceServer: one worker's link.
+func (g *Gateway) Connect(stream linkv1.LinkService_ConnectServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello.GetWorkerId() == "" {
+		return status.Error(codes.InvalidArgument, "first message must carry hello with worker_id")
+	}
+	if err := stream.Send(&linkv1.ConnectResponse{Hello: &linkv1.GatewayHello{GatewayId: g.cfg.ID, PublicAddress: g.cfg.PublicAddress}}); err != nil {
+		return err
+	}
+	l := &link{workerID: hello.GetWorkerId(), out: make(chan linkItem, 4*maxBatch), done: make(chan struct{})}
+	log := g.log.With("worker_id", l.workerID)
+	ctx, cancel := context.WithCancel(stream.Context())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		if err := l.writeLoop(ctx, stream); err != nil && ctx.Err() == nil {
+			log.Warn("link write failed", "err", err)
+		}
+	}()
+	g.linksMu.Lock()
+	g.links[l] = struct{}{}
+	close(g.linkAdded)
+	g.linkAdded = make(chan struct{})
+	g.linksMu.Unlock()
+	log.Info("worker linked")
+
+	err = g.readCommands(ctx, stream, l, first.GetCommands())
+	cancel()
+	close(l.done)
+	wg.Wait()
+	g.linksMu.Lock()
+	delete(g.links, l)
+	g.linksMu.Unlock()
+	log.Info("worker unlinked", "err", err)
+	if errors.Is(err, io.EOF) || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (g *Gateway) readCommands(ctx context.Context, stream linkv1.LinkService_ConnectServer, l *link, cmds []*linkv1.Command) error {
+	for {
+		for _, cmd := range cmds {
+			res := g.execute(ctx, cmd)
+			if cmd.GetId() != 0 {
+				res.Id = cmd.GetId()
+				if !l.push(ctx, linkItem{result: res}) {
+					return ctx.Err()
+				}
+			}
+		}
+		req, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		cmds = req.GetCommands()
+	}
+}
+
+// writeLoop sends queued events and results, batching whatever is waiting.
+func (l *link) writeLoop(ctx context.Context, stream linkv1.LinkService_ConnectServer) error {
+	for {
+		var resp linkv1.ConnectResponse
+		select {
+		case <-ctx.Done():
+			return nil
+		case it := <-l.out:
+			it.addTo(&resp)
+		}
+	fill:
+		for len(resp.Events)+len(resp.Results) < maxBatch {
+			select {
+			case it := <-l.out:
+				it.addTo(&resp)
+			default:
+				break fill
+			}
+		}
+		if err := stream.Send(&resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (it linkItem) addTo(resp *linkv1.ConnectResponse) {
+	if it.event != nil {
+		resp.Events = append(resp.Events, it.event)
+	}
+	if it.result != nil {
+		resp.Results = append(resp.Results, it.result)
+	}
+}
+
+// execute runs one command and returns its result (without id).
+func (g *Gateway) execute(ctx context.Context, cmd *linkv1.Command) *linkv1.CommandResult {
+	switch k := cmd.GetKind().(type) {
+	case *linkv1.Command_Send:
+		s := k.Send
+		n := 0
+		for _, id := range s.GetClientIds() {
+			if c := g.conn(id); c != nil && c.enqueue(frame{data: s.GetData(), binary: s.GetBinary()}) {
+				n++
+			}
+		}
+		res := ok()
+		res.Delivered = uint32(n)
+		if n == 0 && len(s.GetClientIds()) == 1 {
+			res.Code = linkv1.ResultCode_RESULT_CODE_NOT_FOUND
+		}
+		return res
+	case *linkv1.Command_Close:
+		cl := k.Close
+		c := g.conn(cl.GetClientId())
+		if c == nil {
+			return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, "client not connected")
+		}
+		if len(cl.GetData()) > 0 {
+			c.enqueue(frame{data: cl.GetData()})
+		}
+		st := websocket.StatusCode(cl.GetStatus())
+		if st == 0 {
+			st = websocket.StatusNormalClosure
+		}
+		c.closeWith(st, cl.GetReason())
+		return ok()
+	case *linkv1.Command_Bind:
+		return g.bindCommand(ctx, k.Bind.GetClientId(), func(ctx context.Context, c *conn) error {
+			if k.Bind.GetUid() == "" {
+				return errEmptyUID
+			}
+			return c.bind(ctx, k.Bind.GetUid())
+		})
+	case *linkv1.Command_Unbind:
+		return g.bindCommand(ctx, k.Unbind.GetClientId(), func(ctx context.Context, c *conn) error {
+			return c.unbind(ctx, k.Unbind.GetUid())
+		})
+	default:
+		return fail(linkv1.ResultCode_RESULT_CODE_INVALID, "unknown command")
+	}
+}
+
+var errEmptyUID = errors.New("empty uid")
+
+func (g *Gateway) bindCommand(ctx context.Context, clientID string, do func(context.Context, *conn) error) *linkv1.CommandResult {
+	c := g.conn(clientID)
+	if c == nil {
+		return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, "client not connected")
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.DirectoryTimeout)
+	defer cancel()
+	switch err := do(ctx, c); {
+	case err == nil:
+		return ok()
+	case errors.Is(err, errGone):
+		return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, err.Error())
+	case errors.Is(err, errOtherUID):
+		return fail(linkv1.ResultCode_RESULT_CODE_CONFLICT, err.Error())
+	case errors.Is(err, errEmptyUID):
+		return fail(linkv1.ResultCode_RESULT_CODE_INVALID, err.Error())
+	default:
+		g.log.Error("directory call failed", "client_id", clientID, "err", err)
+		return fail(linkv1.ResultCode_RESULT_CODE_UNAVAILABLE, "directory unavailable")
+	}
+}
+
+func ok() *linkv1.CommandResult {
+	return &linkv1.CommandResult{Code: linkv1.ResultCode_RESULT_CODE_OK}
+}
+
+func fail(code linkv1.ResultCode, msg string) *linkv1.CommandResult {
+	return &linkv1.CommandResult{Code: code, Error: msg}
+}

@@ -1,0 +1,241 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
+	registerv1 "github.com/gatewire/gatewire/proto/gatewire/register/v1"
+)
+
+// maxBatch caps how many commands travel in one stream message.
+const maxBatch = 256
+
+// reconnectDelay is the pause between attempts to reopen a link.
+const reconnectDelay = 300 * time.Millisecond
+
+// gatewayLink is the worker's stream to one gateway: it receives that
+// gateway's client events and carries commands to it.
+type gatewayLink struct {
+	w         *Worker
+	gatewayID string
+	address   string
+	public    string
+
+	cancel context.CancelFunc
+	cmds   chan *linkv1.Command
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan *linkv1.CommandResult
+	up      chan struct{} // closed while a stream is open; nil when down
+}
+
+func newGatewayLink(w *Worker, gw *registerv1.Gateway) *gatewayLink {
+	return &gatewayLink{
+		w: w, gatewayID: gw.GetId(), address: gw.GetLinkAddress(), public: gw.GetPublicAddress(),
+		cmds: make(chan *linkv1.Command, 4*maxBatch), pending: make(map[uint64]chan *linkv1.CommandResult),
+	}
+}
+
+// stop ends the link; run returns soon after.
+func (l *gatewayLink) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel != nil {
+		l.cancel()
+	}
+}
+
+// run keeps a stream open to the gateway until stopped or ctx ends.
+func (l *gatewayLink) run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	l.mu.Lock()
+	l.cancel = cancel
+	l.mu.Unlock()
+	defer cancel()
+	log := l.w.log.With("gateway_id", l.gatewayID, "link_address", l.address)
+	cc, err := grpc.NewClient(l.address, l.w.cfg.DialOptions...)
+	if err != nil {
+		log.Error("cannot create link client", "err", err)
+		return
+	}
+	defer cc.Close()
+	for ctx.Err() == nil {
+		err := l.session(ctx, cc)
+		l.failPending()
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("link to gateway broke; reconnecting", "err", err)
+		t := time.NewTimer(reconnectDelay)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// session runs one stream until it fails.
+func (l *gatewayLink) session(ctx context.Context, cc *grpc.ClientConn) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := linkv1.NewLinkServiceClient(cc).Connect(ctx, grpc.WaitForReady(false))
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&linkv1.ConnectRequest{Hello: &linkv1.WorkerHello{WorkerId: l.w.cfg.ID}}); err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	if got := first.GetHello().GetGatewayId(); got != l.gatewayID {
+		return fmt.Errorf("address %s is gateway %q, not %q", l.address, got, l.gatewayID)
+	}
+	up := make(chan struct{})
+	l.mu.Lock()
+	l.up = up
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.up = nil
+		l.mu.Unlock()
+	}()
+	l.w.log.Info("linked to gateway", "gateway_id", l.gatewayID)
+
+	errc := make(chan error, 1)
+	go func() { errc <- l.writeLoop(ctx, stream) }()
+	err = l.readLoop(ctx, stream)
+	cancel()
+	<-errc
+	return err
+}
+
+func (l *gatewayLink) readLoop(ctx context.Context, stream linkv1.LinkService_ConnectClient) error {
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.GetResults() {
+			l.mu.Lock()
+			ch := l.pending[r.GetId()]
+			delete(l.pending, r.GetId())
+			l.mu.Unlock()
+			if ch != nil {
+				ch <- r // buffered, never blocks
+			}
+		}
+		for _, ev := range resp.GetEvents() {
+			if !l.w.deliver(ctx, laneEvent{ev: ev, gatewayAddress: l.public}) {
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+func (l *gatewayLink) writeLoop(ctx context.Context, stream linkv1.LinkService_ConnectClient) error {
+	for {
+		var req linkv1.ConnectRequest
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-l.cmds:
+			req.Commands = append(req.Commands, c)
+		}
+	fill:
+		for len(req.Commands) < maxBatch {
+			select {
+			case c := <-l.cmds:
+				req.Commands = append(req.Commands, c)
+			default:
+				break fill
+			}
+		}
+		if err := stream.Send(&req); err != nil {
+			return err
+		}
+	}
+}
+
+// failPending answers every command waiting for a result with UNAVAILABLE:
+// the stream that carried it is gone and its fate is unknown.
+func (l *gatewayLink) failPending() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, ch := range l.pending {
+		ch <- &linkv1.CommandResult{Id: id, Code: linkv1.ResultCode_RESULT_CODE_UNAVAILABLE, Error: "link to gateway broke"}
+		delete(l.pending, id)
+	}
+	// Commands queued but not sent would go out on the next stream; their
+	// callers were just told they failed, so drop them.
+	for {
+		select {
+		case <-l.cmds:
+		default:
+			return
+		}
+	}
+}
+
+// call sends cmd and waits for its result.
+func (l *gatewayLink) call(ctx context.Context, cmd *linkv1.Command) (*linkv1.CommandResult, error) {
+	ch := make(chan *linkv1.CommandResult, 1)
+	l.mu.Lock()
+	if l.up == nil {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("%w: link to gateway %s is down", ErrUnavailable, l.gatewayID)
+	}
+	l.nextID++
+	cmd.Id = l.nextID
+	l.pending[cmd.Id] = ch
+	l.mu.Unlock()
+	forget := func() {
+		l.mu.Lock()
+		delete(l.pending, cmd.Id)
+		l.mu.Unlock()
+	}
+	select {
+	case l.cmds <- cmd:
+	case <-ctx.Done():
+		forget()
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+	select {
+	case r := <-ch:
+		return r, resultErr(r)
+	case <-ctx.Done():
+		forget()
+		return nil, fmt.Errorf("%w: gateway %s did not answer: %v", ErrUnavailable, l.gatewayID, ctx.Err())
+	}
+}
+
+func resultErr(r *linkv1.CommandResult) error {
+	var base error
+	switch r.GetCode() {
+	case linkv1.ResultCode_RESULT_CODE_OK:
+		return nil
+	case linkv1.ResultCode_RESULT_CODE_NOT_FOUND:
+		base = ErrNotFound
+	case linkv1.ResultCode_RESULT_CODE_INVALID:
+		base = ErrInvalidArgument
+	case linkv1.ResultCode_RESULT_CODE_CONFLICT:
+		base = ErrConflict
+	case linkv1.ResultCode_RESULT_CODE_UNAVAILABLE:
+		base = ErrUnavailable
+	default:
+		base = errors.New("unknown result code")
+	}
+	if r.GetError() == "" {
+		return base
+	}
+	return fmt.Errorf("%w: %s", base, r.GetError())
+}

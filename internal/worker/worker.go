@@ -1,0 +1,237 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/gatewire/gatewire/internal/clientid"
+	"github.com/gatewire/gatewire/internal/directory"
+	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
+	registerv1 "github.com/gatewire/gatewire/proto/gatewire/register/v1"
+)
+
+// Config configures a Worker. Zero values mean the documented defaults.
+type Config struct {
+	// ID names the worker to gateways; zero means a random id.
+	ID string
+	// Lanes is how many clients' events are handled at once; zero means 64.
+	// A client always maps to the same lane, which keeps its events in order.
+	Lanes int
+	// LaneQueue is how many events may wait per lane; zero means 256.
+	LaneQueue int
+	// CallTimeout bounds an API call when its ctx has no deadline; zero
+	// means 5s.
+	CallTimeout time.Duration
+	// DialOptions are used to dial gateways' link endpoints (transport
+	// credentials and the shared secret).
+	DialOptions []grpc.DialOption
+}
+
+func (c *Config) fill() {
+	if c.ID == "" {
+		c.ID = "worker-" + clientid.NewGatewayID()
+	}
+	if c.Lanes <= 0 {
+		c.Lanes = 64
+	}
+	if c.LaneQueue <= 0 {
+		c.LaneQueue = 256
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 5 * time.Second
+	}
+}
+
+// Worker links to every live gateway and runs a Handler for their clients.
+type Worker struct {
+	cfg  Config
+	dir  directory.Directory // filtered by liveness
+	log  *slog.Logger
+	seed maphash.Seed
+
+	mu      sync.RWMutex
+	live    map[string]*registerv1.Gateway // by gateway id, as the register says
+	links   map[string]*gatewayLink        // by gateway id, one per live gateway while Run runs
+	runCtx  context.Context
+	lanes   []chan laneEvent
+	handler Handler
+	wg      sync.WaitGroup // link goroutines
+}
+
+// New returns a Worker reading the directory dir.
+func New(cfg Config, dir directory.Directory, log *slog.Logger) *Worker {
+	cfg.fill()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{cfg: cfg, log: log.With("worker_id", cfg.ID), seed: maphash.MakeSeed(),
+		live: make(map[string]*registerv1.Gateway), links: make(map[string]*gatewayLink)}
+	w.dir = directory.Live(dir, w.isLive)
+	return w
+}
+
+// API returns the business API backed by this worker.
+func (w *Worker) API() API { return (*api)(w) }
+
+func (w *Worker) isLive(gatewayID string) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	_, ok := w.live[gatewayID]
+	return ok
+}
+
+// SetGateways replaces the live gateway list (from the register's Watch):
+// links to new gateways are opened, links to gone ones closed.
+func (w *Worker) SetGateways(gws []*registerv1.Gateway) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	live := make(map[string]*registerv1.Gateway, len(gws))
+	for _, gw := range gws {
+		live[gw.GetId()] = gw
+	}
+	w.live = live
+	w.syncLinksLocked()
+}
+
+// syncLinksLocked starts and stops links to match w.live; w.mu is held.
+func (w *Worker) syncLinksLocked() {
+	if w.runCtx == nil || w.runCtx.Err() != nil {
+		return
+	}
+	for id, l := range w.links {
+		if gw, ok := w.live[id]; !ok || gw.GetLinkAddress() != l.address {
+			l.stop()
+			delete(w.links, id)
+		}
+	}
+	for id, gw := range w.live {
+		if _, ok := w.links[id]; ok {
+			continue
+		}
+		l := newGatewayLink(w, gw)
+		w.links[id] = l
+		w.wg.Add(1)
+		go func() { defer w.wg.Done(); l.run(w.runCtx) }()
+	}
+}
+
+// Run handles events with h until ctx ends, then stops the links and waits
+// for in-flight events to finish.
+func (w *Worker) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return errors.New("worker: nil handler")
+	}
+	w.mu.Lock()
+	if w.runCtx != nil {
+		w.mu.Unlock()
+		return errors.New("worker: Run called twice")
+	}
+	w.runCtx = ctx
+	w.handler = h
+	w.lanes = make([]chan laneEvent, w.cfg.Lanes)
+	var lanes sync.WaitGroup
+	for i := range w.lanes {
+		w.lanes[i] = make(chan laneEvent, w.cfg.LaneQueue)
+		lanes.Add(1)
+		go func(ch chan laneEvent) { defer lanes.Done(); w.runLane(ch) }(w.lanes[i])
+	}
+	w.syncLinksLocked()
+	w.mu.Unlock()
+
+	<-ctx.Done()
+	w.mu.Lock()
+	for id, l := range w.links {
+		l.stop()
+		delete(w.links, id)
+	}
+	w.mu.Unlock()
+	w.wg.Wait() // no link delivers events any more
+	for _, ch := range w.lanes {
+		close(ch)
+	}
+	lanes.Wait()
+	return nil
+}
+
+// link returns the link to the gateway holding clientID.
+func (w *Worker) link(clientID string) (*gatewayLink, error) {
+	gw, err := clientid.GatewayOf(clientID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	return w.linkTo(gw)
+}
+
+func (w *Worker) linkTo(gatewayID string) (*gatewayLink, error) {
+	w.mu.RLock()
+	l := w.links[gatewayID]
+	_, live := w.live[gatewayID]
+	w.mu.RUnlock()
+	if !live {
+		return nil, ErrNotFound
+	}
+	if l == nil {
+		return nil, fmt.Errorf("%w: no link to gateway %s", ErrUnavailable, gatewayID)
+	}
+	return l, nil
+}
+
+// laneEvent is an event waiting in a lane.
+type laneEvent struct {
+	ev             *linkv1.Event
+	gatewayAddress string
+}
+
+// deliver queues an event on its client's lane, waiting while it is full.
+func (w *Worker) deliver(ctx context.Context, ev laneEvent) bool {
+	lane := w.lanes[maphash.String(w.seed, ev.ev.GetClientId())%uint64(len(w.lanes))]
+	select {
+	case lane <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (w *Worker) runLane(ch chan laneEvent) {
+	for le := range ch {
+		w.handle(le)
+	}
+}
+
+// handle runs the handler for one event, recovering from its panics so that
+// one bad event cannot take the worker down.
+func (w *Worker) handle(le laneEvent) {
+	ev := le.ev
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("handler panicked", "client_id", ev.GetClientId(), "panic", r)
+		}
+	}()
+	ctx := context.WithoutCancel(w.runCtx) // in-flight events finish at shutdown
+	c := &Client{ID: ev.GetClientId(), UID: ev.GetUid(), GatewayAddress: le.gatewayAddress}
+	switch k := ev.GetKind().(type) {
+	case *linkv1.Event_Connected:
+		c.RemoteAddress = k.Connected.GetRemoteAddress()
+		if a := k.Connected.GetGatewayAddress(); a != "" {
+			c.GatewayAddress = a
+		}
+		r := &Request{Path: k.Connected.GetPath(), Query: k.Connected.GetQuery(), Header: make(map[string][]string)}
+		for _, h := range k.Connected.GetHeaders() {
+			r.Header[h.GetName()] = h.GetValues()
+		}
+		w.handler.OnConnect(ctx, c)
+		w.handler.OnWebSocketConnect(ctx, c, r)
+	case *linkv1.Event_Message:
+		w.handler.OnMessage(ctx, c, Message{Data: k.Message.GetData(), Binary: k.Message.GetBinary()})
+	case *linkv1.Event_Closed:
+		w.handler.OnClose(ctx, c)
+	}
+}
