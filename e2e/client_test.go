@@ -1,0 +1,426 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gatewire/gatewire/internal/bearer"
+	pushv1 "github.com/gatewire/gatewire/proto/gatewire/push/v1"
+)
+
+// frameTimeout is how long a client waits for a frame it expects. It is
+// generous: it bounds a wait, it does not measure speed.
+const frameTimeout = 5 * time.Second
+
+// quietPeriod is how long a client must stay silent to pass expectNothing.
+const quietPeriod = 500 * time.Millisecond
+
+// client is a test's WebSocket connection to a gateway. One goroutine reads
+// the connection all the time (so that pings are answered) and hands frames
+// to the test through a channel, so that a wait for a frame can time out
+// without closing the connection. Its methods fail t; call them from the
+// test's goroutine only.
+type client struct {
+	t    *testing.T
+	name string
+	ws   *websocket.Conn
+	id   string // client_id from the init frame
+	init frame
+
+	in        chan inbound
+	quit      chan struct{} // closed by closeNow: the reader stops handing over
+	done      chan struct{} // closed when the reader has returned
+	closeOnce sync.Once
+}
+
+// inbound is one result of reading the connection.
+type inbound struct {
+	typ  websocket.MessageType
+	data []byte
+	err  error // the connection ended
+}
+
+// frame is one decoded JSON text frame from the server.
+type frame struct {
+	raw    string
+	fields map[string]json.RawMessage
+}
+
+// str returns a string field, or "" when it is missing or not a string.
+func (f frame) str(key string) string {
+	var s string
+	_ = json.Unmarshal(f.fields[key], &s)
+	return s
+}
+
+func (f frame) typ() string { return f.str("type") }
+
+// keys returns the frame's field names, sorted.
+func (f frame) keys() []string {
+	var ks []string
+	for k := range f.fields {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// clientIDRE is the form of every client_id.
+var clientIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// dial connects to the gateway at url, starts the reader and reads the
+// init frame; the connection is closed when t ends.
+func dial(t *testing.T, url, name string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), frameTimeout)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("%s: dial %s: %v", name, url, err)
+	}
+	c := &client{
+		t: t, name: name, ws: ws,
+		in: make(chan inbound, 64), quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	go c.readLoop()
+	t.Cleanup(c.closeNow)
+	c.init = c.expect("init")
+	c.id = c.init.str("client_id")
+	if !clientIDRE.MatchString(c.id) {
+		t.Fatalf("%s: init frame %s: client_id is not 32 lowercase hex characters", name, c.init.raw)
+	}
+	return c
+}
+
+func (c *client) readLoop() {
+	defer close(c.done)
+	for {
+		typ, data, err := c.ws.Read(context.Background()) // closeNow ends it
+		select {
+		case c.in <- inbound{typ: typ, data: data, err: err}:
+		case <-c.quit:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// closeNow closes the connection without a handshake and waits for the
+// reader. It may be called more than once.
+func (c *client) closeNow() {
+	c.closeOnce.Do(func() {
+		_ = c.ws.CloseNow() // fails only when already closed
+		close(c.quit)
+		<-c.done
+	})
+}
+
+// close closes the connection with a normal close handshake.
+func (c *client) close() {
+	c.t.Helper()
+	if err := c.ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		c.t.Errorf("%s: close: %v", c.name, err)
+	}
+	c.closeNow()
+}
+
+// sendRaw writes one frame.
+func (c *client) sendRaw(typ websocket.MessageType, data string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), frameTimeout)
+	defer cancel()
+	if err := c.ws.Write(ctx, typ, []byte(data)); err != nil {
+		c.t.Fatalf("%s: write %q: %v", c.name, data, err)
+	}
+}
+
+// send writes v as a JSON text frame.
+func (c *client) send(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.sendRaw(websocket.MessageText, string(b))
+}
+
+// say sends the seed's say request.
+func (c *client) say(from, to, data string) {
+	c.t.Helper()
+	c.send(map[string]string{"type": "say", "frontId": from, "toId": to, "data": data})
+}
+
+// bind binds the connection to uid as the seed's client does and checks the
+// bound acknowledgement.
+func (c *client) bind(uid string) {
+	c.t.Helper()
+	c.send(map[string]string{"type": "bind", "client_id": c.id, "frontId": uid})
+	f := c.expect("bound")
+	if got, want := f.keys(), []string{"client_id", "frontId", "type"}; !slices.Equal(got, want) {
+		c.t.Fatalf("%s: bound frame %s has fields %v, want %v", c.name, f.raw, got, want)
+	}
+	if f.str("client_id") != c.id || f.str("frontId") != uid {
+		c.t.Fatalf("%s: bound frame %s, want client_id %s and frontId %q", c.name, f.raw, c.id, uid)
+	}
+}
+
+// receive waits up to timeout for the next frame. ok is false on timeout;
+// a connection that ends or a frame that is not a JSON object fails t.
+func (c *client) receive(timeout time.Duration) (f frame, ok bool) {
+	c.t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case in := <-c.in:
+		return c.decode(in), true
+	case <-timer.C:
+		return frame{}, false
+	}
+}
+
+// decode checks that in is a JSON object in a text frame.
+func (c *client) decode(in inbound) frame {
+	c.t.Helper()
+	if in.err != nil {
+		c.t.Fatalf("%s: connection ended: %v", c.name, in.err)
+	}
+	if in.typ != websocket.MessageText {
+		c.t.Fatalf("%s: got a %v frame %q, want text", c.name, in.typ, in.data)
+	}
+	f := frame{raw: string(in.data)}
+	if err := json.Unmarshal(in.data, &f.fields); err != nil || f.fields == nil {
+		c.t.Fatalf("%s: frame %q is not a JSON object: %v", c.name, in.data, err)
+	}
+	return f
+}
+
+// next returns the next frame, failing t when none arrives in frameTimeout.
+func (c *client) next() frame {
+	c.t.Helper()
+	f, ok := c.receive(frameTimeout)
+	if !ok {
+		c.t.Fatalf("%s: no frame within %v", c.name, frameTimeout)
+	}
+	return f
+}
+
+// expect returns the next frame, which must have type typ.
+func (c *client) expect(typ string) frame {
+	c.t.Helper()
+	f := c.next()
+	if f.typ() != typ {
+		c.t.Fatalf("%s: got %s, want a %q frame", c.name, f.raw, typ)
+	}
+	return f
+}
+
+// expectError reads an error frame and checks its code and ref (the failed
+// request's type, "" when the server could not know it).
+func (c *client) expectError(code, ref string) frame {
+	c.t.Helper()
+	f := c.expect("error")
+	if f.str("code") != code || f.str("ref") != ref || f.str("message") == "" {
+		c.t.Fatalf("%s: got %s, want an error frame with code %q, ref %q and a message", c.name, f.raw, code, ref)
+	}
+	for _, k := range f.keys() {
+		if k != "type" && k != "code" && k != "message" && k != "ref" {
+			c.t.Fatalf("%s: error frame %s has unexpected field %q", c.name, f.raw, k)
+		}
+	}
+	return f
+}
+
+// waitFor reads frames until one satisfies match or timeout passes,
+// logging the frames it skips. ok is false on timeout.
+func (c *client) waitFor(timeout time.Duration, match func(frame) bool) (f frame, ok bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return frame{}, false
+		}
+		f, ok := c.receive(left)
+		if !ok {
+			return frame{}, false
+		}
+		if match(f) {
+			return f, true
+		}
+		c.t.Logf("%s: skipping %s", c.name, f.raw)
+	}
+}
+
+// expectEnded waits until the server ends the connection.
+func (c *client) expectEnded(timeout time.Duration) {
+	c.t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case in := <-c.in:
+			if in.err != nil {
+				return
+			}
+			c.t.Logf("%s: skipping %q", c.name, in.data)
+		case <-timer.C:
+			c.t.Fatalf("%s: connection still open after %v", c.name, timeout)
+		}
+	}
+}
+
+// expectNothing waits quietPeriod and fails t if any of the clients got a
+// frame (or lost its connection) meanwhile.
+func expectNothing(t *testing.T, clients ...*client) {
+	t.Helper()
+	time.Sleep(quietPeriod)
+	for _, c := range clients {
+		select {
+		case in := <-c.in:
+			if in.err != nil {
+				t.Fatalf("%s: connection ended, want it open and silent: %v", c.name, in.err)
+			}
+			t.Fatalf("%s: got %q, want nothing", c.name, in.data)
+		default:
+		}
+	}
+}
+
+// message is what a text or save frame must carry.
+type message struct {
+	typ     string // "text" or "save"
+	id      string // the sender's client_id
+	frontID string
+	toID    string
+	data    string // the HTML-escaped text
+	raw     string
+	isRead  string // the JSON of is_read in a save frame: "0" or "1"
+}
+
+// dateRE is PHP's date('Y-m-d H:i:s').
+var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$`)
+
+// checkMessage checks that f is exactly want, with a current date in the
+// local time zone, and returns the date.
+func checkMessage(t *testing.T, who string, f frame, want message) string {
+	t.Helper()
+	wantKeys := []string{"data", "date", "frontId", "id", "raw", "toId", "type"}
+	if want.typ == "save" {
+		wantKeys = []string{"data", "date", "frontId", "id", "is_read", "raw", "toId", "type"}
+	}
+	if got := f.keys(); !slices.Equal(got, wantKeys) {
+		t.Fatalf("%s: %s has fields %v, want %v", who, f.raw, got, wantKeys)
+	}
+	for _, fld := range []struct{ key, want string }{
+		{"type", want.typ}, {"id", want.id}, {"frontId", want.frontID}, {"toId", want.toID},
+		{"data", want.data}, {"raw", want.raw},
+	} {
+		if got := f.str(fld.key); got != fld.want {
+			t.Errorf("%s: %s: %s = %q, want %q", who, f.raw, fld.key, got, fld.want)
+		}
+	}
+	if want.typ == "save" {
+		if got := string(f.fields["is_read"]); got != want.isRead {
+			t.Errorf("%s: %s: is_read is %s, want the JSON number %s", who, f.raw, got, want.isRead)
+		}
+	}
+	date := f.str("date")
+	if !dateRE.MatchString(date) {
+		t.Fatalf("%s: %s: date %q is not Y-m-d H:i:s", who, f.raw, date)
+	}
+	at, err := time.ParseInLocation("2006-01-02 15:04:05", date, time.Local)
+	if err != nil {
+		t.Fatalf("%s: %s: date %q: %v", who, f.raw, date, err)
+	}
+	if d := time.Since(at); d < -2*time.Minute || d > 2*time.Minute {
+		t.Errorf("%s: %s: date %q is %v away from now in the local time zone", who, f.raw, date, d)
+	}
+	return date
+}
+
+// plain is the message of a text without characters HTML escapes.
+func plain(typ, id, from, to, text, isRead string) message {
+	if strings.ContainsAny(text, "&<>\"'\r\n") {
+		panic("plain: text needs escaping: " + text)
+	}
+	return message{typ: typ, id: id, frontID: from, toID: to, data: text, raw: text, isRead: isRead}
+}
+
+// chat sends a plain text from one client to another and checks that the
+// recipient gets the text and the sender a save with is_read 1.
+func chat(t *testing.T, from *client, fromUID string, to *client, toUID, text string) {
+	t.Helper()
+	from.say(fromUID, toUID, text)
+	checkMessage(t, to.name, to.expect("text"), plain("text", from.id, fromUID, toUID, text, ""))
+	checkMessage(t, from.name, from.expect("save"), plain("save", from.id, fromUID, toUID, text, "1"))
+}
+
+// sayUntilDelivered repeats a plain say from one client to another until the
+// recipient gets it, for up to within: a say whose event was in flight to a
+// worker that died is lost, and a gateway notices the dead link only when
+// its stream breaks. It then checks the sender's save for the delivered say.
+func sayUntilDelivered(t *testing.T, within time.Duration, from *client, fromUID string, to *client, toUID string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for attempt := 1; ; attempt++ {
+		text := fmt.Sprintf("from %s to %s attempt %d", from.name, to.name, attempt)
+		from.say(fromUID, toUID, text)
+		f, ok := to.waitFor(time.Second, func(f frame) bool { return f.typ() == "text" && f.str("raw") == text })
+		if ok {
+			checkMessage(t, to.name, f, plain("text", from.id, fromUID, toUID, text, ""))
+			save, ok := from.waitFor(frameTimeout, func(f frame) bool { return f.typ() == "save" && f.str("raw") == text })
+			if !ok {
+				t.Fatalf("%s: no save for %q within %v", from.name, text, frameTimeout)
+			}
+			checkMessage(t, from.name, save, plain("save", from.id, fromUID, toUID, text, "1"))
+			if attempt > 1 {
+				t.Logf("%s → %s delivered at attempt %d", from.name, to.name, attempt)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s → %s: no say delivered within %v (%d attempts)", from.name, to.name, within, attempt)
+		}
+	}
+}
+
+// pushClient returns a Push API client for the worker at addr that sends
+// token as its bearer token ("" sends none). Its connection is closed when t
+// ends.
+func pushClient(t *testing.T, addr, token string) pushv1.PushServiceClient {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer.Credentials(token)))
+	}
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		t.Fatalf("push client for %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return pushv1.NewPushServiceClient(cc)
+}
+
+// isUIDOnline asks the Push API whether uid is online.
+func isUIDOnline(ctx context.Context, pc pushv1.PushServiceClient, uid string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, frameTimeout)
+	defer cancel()
+	resp, err := pc.IsUidOnline(ctx, &pushv1.IsUidOnlineRequest{Uid: uid})
+	if err != nil {
+		return false, err
+	}
+	return resp.GetOnline(), nil
+}

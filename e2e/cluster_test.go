@@ -1,0 +1,370 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatewire/gatewire/internal/testsvc"
+)
+
+// Timeouts of process management. They are generous: they bound waits, they
+// do not measure speed.
+const (
+	// startTimeout bounds how long a process may take to log that it
+	// listens, and the cluster to link every worker to every gateway.
+	startTimeout = 20 * time.Second
+	// stopGrace is how long a process may take to exit after SIGTERM
+	// before it is killed (and the test fails).
+	stopGrace = 10 * time.Second
+	// killWait bounds how long a process may take to die after SIGKILL.
+	killWait = 10 * time.Second
+	// startAttempts is how many sets of free ports a process tries: another
+	// process may take a port between testsvc.FreeAddr and the bind.
+	startAttempts = 3
+	// logTailLines is how many lines of each log a failed test prints.
+	logTailLines = 60
+	// lease is the register's gateway lease. It is short so that the
+	// gateway-failure test finishes fast; gateways renew every lease/5.
+	lease = 2 * time.Second
+)
+
+// proc is one gatewire process started by a test.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	exited  chan struct{} // closed once cmd.Wait has returned
+	killed  bool          // the test killed the process on purpose
+}
+
+// launch starts bin with args, its stdout and stderr going to logPath, and
+// registers a cleanup that stops it by its PID.
+func launch(t *testing.T, name, bin, logPath string, args []string) *proc {
+	t.Helper()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatalf("%s: create log: %v", name, err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, bin), args...)
+	cmd.Env = childEnv()
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	setDeathSignal(cmd)
+	err = cmd.Start()
+	_ = logFile.Close() // the child holds its own descriptor
+	if err != nil {
+		t.Fatalf("%s: start %s: %v", name, bin, err)
+	}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait() // the exit status is read from cmd.ProcessState
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// childEnv is the test's environment without GATEWIRE_ variables, which
+// would change the processes' flags behind the test's back.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GATEWIRE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// hasExited reports whether the process has exited.
+func (p *proc) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the process with SIGTERM, or SIGKILL after stopGrace, and waits
+// for it. A process that exits uncleanly, needs SIGKILL, died without the
+// test killing it, or reported a data race or a panic fails the test.
+func (p *proc) stop(t *testing.T) {
+	switch {
+	case p.killed:
+	case p.hasExited():
+		t.Errorf("%s exited before the test ended: %v", p.name, p.cmd.ProcessState)
+	default:
+		_ = p.cmd.Process.Signal(syscall.SIGTERM) // fails only if it just exited
+		select {
+		case <-p.exited:
+			if !p.cmd.ProcessState.Success() {
+				t.Errorf("%s exited with %v after SIGTERM", p.name, p.cmd.ProcessState)
+			}
+		case <-time.After(stopGrace):
+			t.Errorf("%s did not exit within %v of SIGTERM; killing it", p.name, stopGrace)
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	}
+	if bad := p.logProblems(); bad != "" {
+		t.Errorf("%s logged %s (see %s)", p.name, bad, p.logPath)
+	}
+}
+
+// kill sends SIGKILL and waits until the process is gone.
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	p.killed = true
+	if err := p.cmd.Process.Kill(); err != nil && !p.hasExited() {
+		t.Fatalf("kill %s: %v", p.name, err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(killWait):
+		t.Fatalf("%s still running %v after SIGKILL", p.name, killWait)
+	}
+}
+
+// logProblems names what in the log shows a bug whatever the test does: a
+// data race, a panic or a recovered handler panic.
+func (p *proc) logProblems() string {
+	log := p.log()
+	for _, bad := range []string{"WARNING: DATA RACE", "panic:", "fatal error:", `msg="handler panicked"`} {
+		if strings.Contains(log, bad) {
+			return fmt.Sprintf("%q", bad)
+		}
+	}
+	return ""
+}
+
+// log returns the process's output so far.
+func (p *proc) log() string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", p.logPath, err)
+	}
+	return string(b)
+}
+
+// tail returns the last n lines of the process's output.
+func (p *proc) tail(n int) string {
+	lines := strings.Split(strings.TrimRight(p.log(), "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("... (%d earlier lines)", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitLog polls the log until cond holds for it. It fails when the process
+// exits first or timeout passes.
+func (p *proc) waitLog(timeout time.Duration, what string, cond func(log string) bool) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond(p.log()) {
+			return nil
+		}
+		if p.hasExited() {
+			if cond(p.log()) { // it may have logged and then exited
+				return nil
+			}
+			return fmt.Errorf("%s exited (%v) before %s", p.name, p.cmd.ProcessState, what)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: no %s within %v", p.name, what, timeout)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// cluster is Redis, one register, two gateways and two workers, each a
+// separate process.
+type cluster struct {
+	t         *testing.T
+	logDir    string
+	procs     []*proc // every process started, for the failure report
+	redis     string
+	secret    string
+	prefix    string
+	pushToken string
+	register  *proc
+	regAddr   string
+	gateways  []*gateway
+	workers   []*worker
+}
+
+// gateway is a gateway process and its addresses.
+type gateway struct {
+	*proc
+	wsURL    string // ws://127.0.0.1:port/
+	linkAddr string
+}
+
+// worker is a worker process and its Push API address.
+type worker struct {
+	*proc
+	pushAddr string
+}
+
+// startCluster starts the cluster and waits until every worker is linked to
+// every gateway and each gateway greets a client. Everything stops when t
+// ends; when t has failed, the tail of every process's log is printed.
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{
+		t:         t,
+		logDir:    t.TempDir(), // first, so that it is removed after the logs are printed
+		secret:    randomHex(16),
+		prefix:    "e2e-" + randomHex(4) + ":",
+		pushToken: randomHex(16),
+	}
+	t.Cleanup(c.report) // registered before any process: runs after they are stopped
+	c.redis = testsvc.Redis(t)
+	t.Logf("redis %s, key prefix %q, logs in %s", c.redis, c.prefix, c.logDir)
+
+	common := []string{"-secret", c.secret, "-redis", c.redis, "-redis-prefix", c.prefix, "-log-level", "debug"}
+	c.register = c.start("register", "register", `msg="register listening"`, func() []string {
+		c.regAddr = testsvc.FreeAddr(t)
+		return append([]string{"-addr", c.regAddr, "-lease", lease.String()}, common...)
+	})
+	for i := range 2 {
+		g := &gateway{}
+		g.proc = c.start(fmt.Sprintf("gateway%d", i), "gateway", `msg="gateway listening"`, func() []string {
+			ws := testsvc.FreeAddr(t)
+			g.wsURL = "ws://" + ws + "/"
+			g.linkAddr = testsvc.FreeAddr(t)
+			return append([]string{
+				"-ws-addr", ws, "-link-addr", g.linkAddr, "-register", c.regAddr,
+				// Pings every second: the test's clients must answer them
+				// throughout (they read all the time).
+				"-ping-interval", "1s", "-ping-misses", "3",
+			}, common...)
+		})
+		c.gateways = append(c.gateways, g)
+	}
+	for i := range 2 {
+		w := &worker{}
+		w.proc = c.start(fmt.Sprintf("worker%d", i), "worker", `msg="push api listening"`, func() []string {
+			w.pushAddr = testsvc.FreeAddr(t)
+			return append([]string{
+				"-register", c.regAddr, "-insecure-bind",
+				"-push-addr", w.pushAddr, "-push-token", c.pushToken,
+			}, common...)
+		})
+		c.workers = append(c.workers, w)
+	}
+
+	for _, g := range c.gateways {
+		err := g.waitLog(startTimeout, "links from both workers", func(log string) bool {
+			return len(linkedWorkers(log)) == len(c.workers)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range c.gateways {
+		probe := c.dial(t, i, fmt.Sprintf("probe%d", i))
+		probe.closeNow()
+	}
+	return c
+}
+
+// start launches a process, retrying with fresh ports (args picks them) when
+// one was taken, and waits until its log contains ready.
+func (c *cluster) start(name, bin, ready string, args func() []string) *proc {
+	c.t.Helper()
+	for attempt := 1; ; attempt++ {
+		logPath := filepath.Join(c.logDir, name+".log")
+		if attempt > 1 {
+			logPath = filepath.Join(c.logDir, fmt.Sprintf("%s.%d.log", name, attempt))
+		}
+		p := launch(c.t, name, bin, logPath, args())
+		c.procs = append(c.procs, p)
+		err := p.waitLog(startTimeout, "ready line "+ready, func(log string) bool {
+			return strings.Contains(log, ready)
+		})
+		if err == nil {
+			return p
+		}
+		if p.hasExited() && strings.Contains(p.log(), "address already in use") && attempt < startAttempts {
+			p.killed = true // its failure is handled here
+			c.t.Logf("%s: a port was taken; retrying with others", name)
+			continue
+		}
+		c.t.Fatal(err)
+	}
+}
+
+// report prints the tail of every process's log when the test failed.
+func (c *cluster) report() {
+	if !c.t.Failed() {
+		return
+	}
+	for _, p := range c.procs {
+		c.t.Logf("---- %s (%s), %v, last lines:\n%s", p.name, p.logPath, p.cmd.ProcessState, p.tail(logTailLines))
+	}
+}
+
+// dial connects a client to gateway i and reads its init frame.
+func (c *cluster) dial(t *testing.T, i int, name string) *client {
+	t.Helper()
+	return dial(t, c.gateways[i].wsURL, name)
+}
+
+// workerIDRE finds the worker_id attribute of a gateway's link log line.
+var workerIDRE = regexp.MustCompile(`worker_id=(\S+)`)
+
+// linkedWorkers returns the ids of the workers a gateway's log shows linked
+// and not unlinked since.
+func linkedWorkers(log string) map[string]bool {
+	linked := make(map[string]bool)
+	for _, line := range strings.Split(log, "\n") {
+		m := workerIDRE.FindStringSubmatch(line)
+		switch {
+		case m == nil:
+		case strings.Contains(line, `msg="worker linked"`):
+			linked[m[1]] = true
+		case strings.Contains(line, `msg="worker unlinked"`):
+			delete(linked, m[1])
+		}
+	}
+	return linked
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// retryUntil calls f until it returns nil or timeout passes, and returns
+// f's last error.
+func retryUntil(ctx context.Context, timeout, every time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(every):
+		}
+	}
+}
