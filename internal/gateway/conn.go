@@ -68,9 +68,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id: clientid.Make(g.cfg.ID, g.seq.Add(1)), g: g, ws: ws,
 		out: make(chan frame, g.cfg.SendQueue), ctx: ctx, cancel: cancel,
 	}
-	g.connsMu.Lock()
-	g.conns[c.id] = c
-	g.connsMu.Unlock()
+	g.register(c)
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -89,6 +87,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.finish(readErr)
 	wg.Wait()
+}
+
+// register adds c to the gateway's connections; if the gateway started
+// closing meanwhile (its handshake raced Close), c is closed too.
+func (g *Gateway) register(c *conn) {
+	g.connsMu.Lock()
+	g.conns[c.id] = c
+	g.connsMu.Unlock()
+	g.acceptingMu.RLock()
+	closed, f := g.closed, g.closeFrame
+	g.acceptingMu.RUnlock()
+	if closed {
+		c.enqueue(f)
+	}
 }
 
 func connected(r *http.Request, public string) *linkv1.Connected {

@@ -43,7 +43,8 @@ type Config struct {
 	// zero means 2.
 	PingMisses int
 	// SendQueue is how many frames may wait for one client; zero means 256.
-	// A client whose queue is full is closed with 1008.
+	// A client whose queue is full is disconnected at once: it is not
+	// reading, so not even a close frame would reach it.
 	SendQueue int
 	// WriteTimeout bounds one frame write to a client; zero means 10s.
 	WriteTimeout time.Duration
@@ -104,12 +105,14 @@ type Gateway struct {
 	connsMu sync.RWMutex
 	conns   map[string]*conn
 
-	linksMu     sync.Mutex
-	links       map[*link]struct{}
-	linkAdded   chan struct{} // closed and replaced when a link arrives
+	linksMu   sync.Mutex
+	links     map[*link]struct{}
+	linkAdded chan struct{} // closed and replaced when a link arrives
+
 	closeOnce   sync.Once
-	acceptingMu sync.RWMutex
+	acceptingMu sync.RWMutex // held for writing while Close starts; guards closed
 	closed      bool
+	closeFrame  frame // the close every connection gets once closed is set
 }
 
 // New returns a Gateway that keeps its connections' entries in dir.
@@ -138,10 +141,12 @@ func (g *Gateway) Close(status websocket.StatusCode, reason string) {
 	g.closeOnce.Do(func() {
 		g.acceptingMu.Lock()
 		g.closed = true
+		g.closeFrame = frame{close: true, status: status, reason: reason}
 		g.acceptingMu.Unlock()
+		// A connection registered after this loop sees closed in register.
 		g.connsMu.RLock()
 		for _, c := range g.conns {
-			c.closeWith(status, reason)
+			c.enqueue(g.closeFrame)
 		}
 		g.connsMu.RUnlock()
 		g.wg.Wait()

@@ -24,11 +24,17 @@ type link struct {
 	out      chan linkItem // events and results waiting for the stream writer
 	done     chan struct{} // closed when the stream has ended
 	assigned atomic.Int64  // connections routed to this worker
+
+	// drainMu orders event pushes against the drained marker: once
+	// draining is set no event is queued after the marker.
+	drainMu  sync.RWMutex
+	draining bool
 }
 
 type linkItem struct {
-	event  *linkv1.Event
-	result *linkv1.CommandResult
+	event   *linkv1.Event
+	result  *linkv1.CommandResult
+	drained bool
 }
 
 func (l *link) alive() bool {
@@ -38,6 +44,41 @@ func (l *link) alive() bool {
 	default:
 		return true
 	}
+}
+
+// errDraining reports an event for a worker that is leaving.
+var errDraining = errors.New("worker is leaving")
+
+// pushEvent queues an event for the worker unless it is leaving; it waits
+// while the queue is full (backpressure).
+func (l *link) pushEvent(ctx context.Context, ev *linkv1.Event) error {
+	l.drainMu.RLock()
+	defer l.drainMu.RUnlock()
+	if l.draining {
+		return errDraining
+	}
+	if !l.push(ctx, linkItem{event: ev}) {
+		return errGone
+	}
+	return nil
+}
+
+// drain stops events to the worker and queues the drained marker after the
+// events already queued.
+func (l *link) drain(ctx context.Context) {
+	l.drainMu.Lock()
+	defer l.drainMu.Unlock()
+	if l.draining {
+		return
+	}
+	l.draining = true
+	l.push(ctx, linkItem{drained: true})
+}
+
+func (l *link) isDraining() bool {
+	l.drainMu.RLock()
+	defer l.drainMu.RUnlock()
+	return l.draining
 }
 
 // push queues an item for the worker; it waits while the queue is full
@@ -54,18 +95,28 @@ func (l *link) push(ctx context.Context, it linkItem) bool {
 }
 
 // dispatch sends ev to the connection's worker, choosing a new one when it
-// has none or its link ended. It fails when no worker is linked within
+// has none or its link ended. When the worker is leaving, dispatch waits
+// until it has closed its link — it may still be handling this client's
+// previous event — and then picks another, so that a client's events never
+// run on two workers at once. It fails when no worker is linked within
 // WorkerWait or ctx ends.
 func (g *Gateway) dispatch(ctx context.Context, c *conn, ev *linkv1.Event) bool {
 	for ctx.Err() == nil {
 		l := c.currentWorker()
+		if l != nil && l.isDraining() {
+			select {
+			case <-l.done:
+			case <-ctx.Done():
+				return false
+			}
+		}
 		if l == nil || !l.alive() {
 			if l = g.pickLink(ctx); l == nil {
 				return false
 			}
 			c.setWorker(l)
 		}
-		if l.push(ctx, linkItem{event: ev}) {
+		if l.pushEvent(ctx, ev) == nil {
 			return true
 		}
 	}
@@ -102,7 +153,7 @@ func (g *Gateway) pickLink(ctx context.Context) *link {
 		g.linksMu.Lock()
 		var best *link
 		for l := range g.links {
-			if l.alive() && (best == nil || l.assigned.Load() < best.assigned.Load()) {
+			if l.alive() && !l.isDraining() && (best == nil || l.assigned.Load() < best.assigned.Load()) {
 				best = l
 			}
 		}
@@ -183,6 +234,9 @@ func (g *Gateway) readCommands(ctx context.Context, stream linkv1.LinkService_Co
 			return err
 		}
 		cmds = req.GetCommands()
+		if req.GetLeaving() {
+			l.drain(ctx)
+		}
 	}
 }
 
@@ -217,6 +271,9 @@ func (it linkItem) addTo(resp *linkv1.ConnectResponse) {
 	}
 	if it.result != nil {
 		resp.Results = append(resp.Results, it.result)
+	}
+	if it.drained {
+		resp.Drained = true
 	}
 }
 

@@ -30,6 +30,11 @@ type gatewayLink struct {
 	cancel context.CancelFunc
 	cmds   chan *linkv1.Command
 
+	leaveOnce sync.Once
+	leaving   chan struct{} // closed to announce the worker is leaving
+	drained   chan struct{} // closed when the gateway answered drained
+	drainOnce sync.Once
+
 	mu      sync.Mutex
 	nextID  uint64
 	pending map[uint64]chan *linkv1.CommandResult
@@ -40,7 +45,25 @@ func newGatewayLink(w *Worker, gw *registerv1.Gateway) *gatewayLink {
 	return &gatewayLink{
 		w: w, gatewayID: gw.GetId(), address: gw.GetLinkAddress(), public: gw.GetPublicAddress(),
 		cmds: make(chan *linkv1.Command, 4*maxBatch), pending: make(map[uint64]chan *linkv1.CommandResult),
+		leaving: make(chan struct{}), drained: make(chan struct{}),
 	}
+}
+
+// leave asks the gateway to route no new events here; drained is closed
+// once it confirmed that no event follows (or the link is down: then no
+// event can follow either).
+func (l *gatewayLink) leave() {
+	l.leaveOnce.Do(func() { close(l.leaving) })
+	l.mu.Lock()
+	down := l.up == nil
+	l.mu.Unlock()
+	if down {
+		l.markDrained()
+	}
+}
+
+func (l *gatewayLink) markDrained() {
+	l.drainOnce.Do(func() { close(l.drained) })
 }
 
 // stop ends the link; run returns soon after.
@@ -116,6 +139,11 @@ func (l *gatewayLink) session(ctx context.Context, cc *grpc.ClientConn) error {
 	err = l.readLoop(ctx, stream)
 	cancel()
 	<-errc
+	select {
+	case <-l.leaving:
+		l.markDrained() // the stream is gone: no event can follow
+	default:
+	}
 	return err
 }
 
@@ -136,13 +164,17 @@ func (l *gatewayLink) readLoop(ctx context.Context, stream linkv1.LinkService_Co
 		}
 		for _, ev := range resp.GetEvents() {
 			if !l.w.deliver(ctx, laneEvent{ev: ev, gatewayAddress: l.public}) {
-				return ctx.Err()
+				return errors.New("worker stopped taking events")
 			}
+		}
+		if resp.GetDrained() {
+			l.markDrained()
 		}
 	}
 }
 
 func (l *gatewayLink) writeLoop(ctx context.Context, stream linkv1.LinkService_ConnectClient) error {
+	leaving := l.leaving
 	for {
 		var req linkv1.ConnectRequest
 		select {
@@ -150,6 +182,9 @@ func (l *gatewayLink) writeLoop(ctx context.Context, stream linkv1.LinkService_C
 			return nil
 		case c := <-l.cmds:
 			req.Commands = append(req.Commands, c)
+		case <-leaving:
+			req.Leaving = true
+			leaving = nil // announce once per stream
 		}
 	fill:
 		for len(req.Commands) < maxBatch {

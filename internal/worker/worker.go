@@ -56,13 +56,18 @@ type Worker struct {
 	log  *slog.Logger
 	seed maphash.Seed
 
-	mu      sync.RWMutex
-	live    map[string]*registerv1.Gateway // by gateway id, as the register says
-	links   map[string]*gatewayLink        // by gateway id, one per live gateway while Run runs
-	runCtx  context.Context
-	lanes   []chan laneEvent
-	handler Handler
-	wg      sync.WaitGroup // link goroutines
+	mu       sync.RWMutex
+	live     map[string]*registerv1.Gateway // by gateway id, as the register says
+	links    map[string]*gatewayLink        // by gateway id, one per live gateway while Run runs
+	linkCtx  context.Context                // ends after in-flight events are handled
+	stopping bool                           // Run is shutting down: no new links
+	lanes    []chan laneEvent
+	handler  Handler
+	wg       sync.WaitGroup // link goroutines
+
+	laneMu      sync.RWMutex  // write-held while the lanes are closed
+	lanesClosed bool          // guarded by laneMu
+	stopDeliver chan struct{} // closed when lanes stop taking events
 }
 
 // New returns a Worker reading the directory dir.
@@ -102,7 +107,7 @@ func (w *Worker) SetGateways(gws []*registerv1.Gateway) {
 
 // syncLinksLocked starts and stops links to match w.live; w.mu is held.
 func (w *Worker) syncLinksLocked() {
-	if w.runCtx == nil || w.runCtx.Err() != nil {
+	if w.linkCtx == nil || w.stopping {
 		return
 	}
 	for id, l := range w.links {
@@ -118,23 +123,32 @@ func (w *Worker) syncLinksLocked() {
 		l := newGatewayLink(w, gw)
 		w.links[id] = l
 		w.wg.Add(1)
-		go func() { defer w.wg.Done(); l.run(w.runCtx) }()
+		go func() { defer w.wg.Done(); l.run(w.linkCtx) }()
 	}
 }
 
-// Run handles events with h until ctx ends, then stops the links and waits
-// for in-flight events to finish.
+// drainTimeout bounds how long a stopping worker waits for gateways to
+// confirm that no more events will come.
+const drainTimeout = 5 * time.Second
+
+// Run handles events with h until ctx ends, then stops gracefully: it tells
+// every gateway it is leaving (they route new events elsewhere once it is
+// gone), handles every event already sent to it — its links stay up for
+// the handlers' API calls — and only then closes the links.
 func (w *Worker) Run(ctx context.Context, h Handler) error {
 	if h == nil {
 		return errors.New("worker: nil handler")
 	}
 	w.mu.Lock()
-	if w.runCtx != nil {
+	if w.linkCtx != nil {
 		w.mu.Unlock()
 		return errors.New("worker: Run called twice")
 	}
-	w.runCtx = ctx
+	linkCtx, stopLinks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLinks()
+	w.linkCtx = linkCtx
 	w.handler = h
+	w.stopDeliver = make(chan struct{})
 	w.lanes = make([]chan laneEvent, w.cfg.Lanes)
 	var lanes sync.WaitGroup
 	for i := range w.lanes {
@@ -147,16 +161,45 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 
 	<-ctx.Done()
 	w.mu.Lock()
+	w.stopping = true
+	links := make([]*gatewayLink, 0, len(w.links))
+	for _, l := range w.links {
+		links = append(links, l)
+	}
+	w.mu.Unlock()
+
+	w.log.Info("worker stopping: draining links", "links", len(links))
+	deadline := time.NewTimer(drainTimeout)
+	for _, l := range links {
+		l.leave()
+	}
+	for _, l := range links {
+		select {
+		case <-l.drained:
+		case <-deadline.C:
+			w.log.Warn("gateway did not confirm drain in time", "gateway_id", l.gatewayID)
+		}
+	}
+	deadline.Stop()
+
+	close(w.stopDeliver) // undrained links cannot block on a full lane now
+	w.laneMu.Lock()
+	w.lanesClosed = true
+	for _, ch := range w.lanes {
+		close(ch)
+	}
+	w.laneMu.Unlock()
+	lanes.Wait() // in-flight events finish; their API calls still have links
+
+	w.mu.Lock()
 	for id, l := range w.links {
 		l.stop()
 		delete(w.links, id)
 	}
 	w.mu.Unlock()
-	w.wg.Wait() // no link delivers events any more
-	for _, ch := range w.lanes {
-		close(ch)
-	}
-	lanes.Wait()
+	stopLinks()
+	w.wg.Wait()
+	w.log.Info("worker stopped")
 	return nil
 }
 
@@ -190,12 +233,20 @@ type laneEvent struct {
 }
 
 // deliver queues an event on its client's lane, waiting while it is full.
+// It fails once the worker stopped taking events.
 func (w *Worker) deliver(ctx context.Context, ev laneEvent) bool {
+	w.laneMu.RLock()
+	defer w.laneMu.RUnlock()
+	if w.lanesClosed {
+		return false
+	}
 	lane := w.lanes[maphash.String(w.seed, ev.ev.GetClientId())%uint64(len(w.lanes))]
 	select {
 	case lane <- ev:
 		return true
 	case <-ctx.Done():
+		return false
+	case <-w.stopDeliver:
 		return false
 	}
 }
@@ -215,7 +266,7 @@ func (w *Worker) handle(le laneEvent) {
 			w.log.Error("handler panicked", "client_id", ev.GetClientId(), "panic", r)
 		}
 	}()
-	ctx := context.WithoutCancel(w.runCtx) // in-flight events finish at shutdown
+	ctx := w.linkCtx // lives until every in-flight event is handled
 	c := &Client{ID: ev.GetClientId(), UID: ev.GetUid(), GatewayAddress: le.gatewayAddress}
 	switch k := ev.GetKind().(type) {
 	case *linkv1.Event_Connected:

@@ -97,7 +97,12 @@ type ConnectRequest struct {
 	// hello is set on the first message only.
 	Hello *WorkerHello `protobuf:"bytes,1,opt,name=hello,proto3" json:"hello,omitempty"`
 	// commands are executed in order.
-	Commands      []*Command `protobuf:"bytes,2,rep,name=commands,proto3" json:"commands,omitempty"`
+	Commands []*Command `protobuf:"bytes,2,rep,name=commands,proto3" json:"commands,omitempty"`
+	// leaving announces that the worker is stopping: the gateway routes no
+	// new events to it and answers with drained. The worker keeps sending
+	// commands (for the events it is still handling) until it closes the
+	// stream.
+	Leaving       bool `protobuf:"varint,3,opt,name=leaving,proto3" json:"leaving,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -146,6 +151,13 @@ func (x *ConnectRequest) GetCommands() []*Command {
 	return nil
 }
 
+func (x *ConnectRequest) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
+}
+
 // ConnectResponse travels gateway → worker.
 type ConnectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -155,7 +167,12 @@ type ConnectResponse struct {
 	// client.
 	Events []*Event `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
 	// results answer commands whose id was not zero.
-	Results       []*CommandResult `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`
+	Results []*CommandResult `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`
+	// drained answers leaving: no event follows on this stream. Events of
+	// the worker's clients wait until the worker closes the stream, then go
+	// to another worker, so a client's events never run on two workers at
+	// once.
+	Drained       bool `protobuf:"varint,4,opt,name=drained,proto3" json:"drained,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,6 +226,13 @@ func (x *ConnectResponse) GetResults() []*CommandResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *ConnectResponse) GetDrained() bool {
+	if x != nil {
+		return x.Drained
+	}
+	return false
 }
 
 // WorkerHello names the worker opening a link.
@@ -1107,14 +1131,16 @@ var File_gatewire_link_v1_link_proto protoreflect.FileDescriptor
 
 const file_gatewire_link_v1_link_proto_rawDesc = "" +
 	"\n" +
-	"\x1bgatewire/link/v1/link.proto\x12\x10gatewire.link.v1\"|\n" +
+	"\x1bgatewire/link/v1/link.proto\x12\x10gatewire.link.v1\"\x96\x01\n" +
 	"\x0eConnectRequest\x123\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1d.gatewire.link.v1.WorkerHelloR\x05hello\x125\n" +
-	"\bcommands\x18\x02 \x03(\v2\x19.gatewire.link.v1.CommandR\bcommands\"\xb3\x01\n" +
+	"\bcommands\x18\x02 \x03(\v2\x19.gatewire.link.v1.CommandR\bcommands\x12\x18\n" +
+	"\aleaving\x18\x03 \x01(\bR\aleaving\"\xcd\x01\n" +
 	"\x0fConnectResponse\x124\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1e.gatewire.link.v1.GatewayHelloR\x05hello\x12/\n" +
 	"\x06events\x18\x02 \x03(\v2\x17.gatewire.link.v1.EventR\x06events\x129\n" +
-	"\aresults\x18\x03 \x03(\v2\x1f.gatewire.link.v1.CommandResultR\aresults\"*\n" +
+	"\aresults\x18\x03 \x03(\v2\x1f.gatewire.link.v1.CommandResultR\aresults\x12\x18\n" +
+	"\adrained\x18\x04 \x01(\bR\adrained\"*\n" +
 	"\vWorkerHello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"T\n" +
 	"\fGatewayHello\x12\x1d\n" +

@@ -1,0 +1,339 @@
+package gateway_test
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/gatewire/gatewire/internal/clientid"
+	"github.com/gatewire/gatewire/internal/gateway"
+	"github.com/gatewire/gatewire/internal/worker"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestClientIDs checks that every connection gets its own client_id, with
+// its gateway's id as prefix.
+func TestClientIDs(t *testing.T) {
+	c := newCluster(t)
+	g1, g2 := c.startGateway(gateway.Config{}), c.startGateway(gateway.Config{})
+	w := c.startWorker(g1, g2)
+
+	seen := map[string]bool{}
+	for _, g := range []*gatewayServer{g1, g2, g1, g2, g1} {
+		id, _ := c.idOf(c.dial(g, true), w)
+		if gw, err := clientid.GatewayOf(id); err != nil || gw != g.gw.ID() {
+			t.Errorf("client_id %q: gateway %q, %v; want %q", id, gw, err, g.gw.ID())
+		}
+		if seen[id] {
+			t.Errorf("client_id %q issued twice", id)
+		}
+		seen[id] = true
+	}
+	if g1.gw.ID() == g2.gw.ID() {
+		t.Errorf("two gateways share the id %q", g1.gw.ID())
+	}
+	if n := g1.gw.ConnCount(); n != 3 {
+		t.Errorf("ConnCount = %d, want 3", n)
+	}
+}
+
+// TestReadLimit checks that a frame of ReadLimit bytes passes and a larger
+// one closes the connection with 1009.
+func TestReadLimit(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{ReadLimit: 1024})
+	w := c.startWorker(g)
+
+	cl := c.dial(g, true)
+	id, _ := c.idOf(cl, w)
+	atLimit := "echo:" + strings.Repeat("a", 1024-len("echo:"))
+	cl.send(t, atLimit)
+	if got := cl.waitMessages(t, 1); got[0].data != atLimit[len("echo:"):] {
+		t.Fatalf("echo of a frame at the limit: got %d bytes", len(got[0].data))
+	}
+
+	cl.send(t, strings.Repeat("b", 1025))
+	err := cl.waitClosed(t)
+	if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig {
+		t.Errorf("close status = %v (%v), want %v", code, err, websocket.StatusMessageTooBig)
+	}
+	eventually(t, "OnClose", func() bool { return w.rec.has(id, evClose) })
+	if got := w.rec.messagesOf(id); len(got) != 1 {
+		t.Errorf("the worker got %d messages, want only the one at the limit", len(got))
+	}
+}
+
+// TestSlowClientClosed checks that a client that does not read is closed
+// once its send queue overflows, while sends to another client of the same
+// gateway all go through.
+func TestSlowClientClosed(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{SendQueue: 4})
+	w := c.startWorker(g)
+	api := w.w.API()
+
+	slow, fast := c.dial(g, false), c.dial(g, true)
+	idSlow, _ := c.idOf(slow, w)
+	idFast, _ := c.idOf(fast, w)
+
+	// Frames big enough to fill the socket buffers soon; the slow client's
+	// writer then blocks and its queue fills up.
+	big := make([]byte, 128<<10)
+	sent := 0
+	for closed := false; !closed; sent++ {
+		if sent == 2000 {
+			t.Fatalf("the slow client was not closed after %d frames of %d bytes", sent, len(big))
+		}
+		switch err := api.SendToClient(testCtx(t), idSlow, big, true); {
+		case errors.Is(err, worker.ErrNotFound):
+			closed = true
+		case err != nil:
+			t.Fatalf("send %d to the slow client: %v", sent, err)
+		}
+		if err := api.SendToClient(testCtx(t), idFast, fmt.Appendf(nil, "f-%d", sent), false); err != nil {
+			t.Fatalf("send %d to the fast client: %v", sent, err)
+		}
+	}
+	got := fast.waitMessages(t, sent)
+	for i, m := range got {
+		if want := fmt.Sprintf("f-%d", i); m.data != want {
+			t.Fatalf("fast client frame %d = %q, want %q", i, m.data, want)
+		}
+	}
+	eventually(t, "OnClose of the slow client", func() bool { return w.rec.has(idSlow, evClose) })
+	if w.rec.has(idFast, evClose) || fast.closed() {
+		t.Fatal("the fast client was closed too")
+	}
+
+	// The slow client finds its connection closed once it reads what
+	// reached it. (Config.SendQueue documents a 1008 close; the gateway
+	// drops the connection without a close frame, so no status is checked.)
+	slow.ws.SetReadLimit(-1)
+	slow.read()
+	if err := slow.waitClosed(t); err == nil {
+		t.Error("the slow client's read ended without an error")
+	}
+
+	fast.send(t, "echo:still here")
+	if got := fast.waitMessages(t, sent+1); got[sent].data != "still here" {
+		t.Errorf("fast client got %q, want still here", got[sent].data)
+	}
+}
+
+// TestPing checks that a client that does not answer pings is closed while
+// a reading client stays open.
+func TestPing(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{PingInterval: 50 * time.Millisecond, PingMisses: 2})
+	w := c.startWorker(g)
+
+	reader := c.dial(g, true)
+	idReader, _ := c.idOf(reader, w)
+	// coder/websocket answers pings only while reading: these two never
+	// read. Each is closed after two unanswered pings, so by the time the
+	// second is, the reading client has been pinged several times.
+	for range 2 {
+		mute := c.dial(g, false)
+		idMute, _ := c.idOf(mute, w)
+		eventually(t, "the mute client to be closed", func() bool { return w.rec.has(idMute, evClose) })
+	}
+	if reader.closed() || w.rec.has(idReader, evClose) {
+		t.Fatal("the reading client was closed")
+	}
+	reader.send(t, "echo:alive")
+	if got := reader.waitMessages(t, 1); got[0].data != "alive" {
+		t.Errorf("reading client got %v, want [alive]", got)
+	}
+	if n := g.gw.ConnCount(); n != 1 {
+		t.Errorf("ConnCount = %d, want 1", n)
+	}
+}
+
+// TestCloseCommand checks that closing a client with data delivers the
+// data, then closes with 1000.
+func TestCloseCommand(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{})
+	w := c.startWorker(g)
+	api := w.w.API()
+
+	cl := c.dial(g, true)
+	id, _ := c.idOf(cl, w)
+	if err := api.SendToClient(testCtx(t), id, []byte("first"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.CloseClient(testCtx(t), id, []byte("bye")); err != nil {
+		t.Fatalf("CloseClient: %v", err)
+	}
+	err := cl.waitClosed(t)
+	if got, want := cl.messages(), []wsMsg{{websocket.MessageText, "first"}, {websocket.MessageText, "bye"}}; !slices.Equal(got, want) {
+		t.Errorf("client got %v, want %v", got, want)
+	}
+	if code := websocket.CloseStatus(err); code != websocket.StatusNormalClosure {
+		t.Errorf("close status = %v (%v), want 1000", code, err)
+	}
+	eventually(t, "OnClose", func() bool { return w.rec.has(id, evClose) })
+	if err := api.CloseClient(testCtx(t), id, nil); !errors.Is(err, worker.ErrNotFound) {
+		t.Errorf("CloseClient of a closed client = %v, want ErrNotFound", err)
+	}
+}
+
+// TestGatewayClose checks that Close closes every client with the given
+// status, refuses new clients and can be called again.
+func TestGatewayClose(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{})
+	w := c.startWorker(g)
+
+	clients := []*client{c.dial(g, true), c.dial(g, true), c.dial(g, true)}
+	ids := make([]string, len(clients))
+	for i, cl := range clients {
+		ids[i], _ = c.idOf(cl, w)
+	}
+	closeGateway := func() {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { defer close(done); g.gw.Close(websocket.StatusServiceRestart, "restart") }()
+		select {
+		case <-done:
+		case <-time.After(waitFor):
+			t.Fatal("Gateway.Close did not return")
+		}
+	}
+	closeGateway()
+	for _, cl := range clients {
+		err := cl.waitClosed(t)
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusServiceRestart || ce.Reason != "restart" {
+			t.Errorf("client %s: closed with %v, want 1012 restart", cl.tag, err)
+		}
+	}
+	if n := g.gw.ConnCount(); n != 0 {
+		t.Errorf("ConnCount after Close = %d, want 0", n)
+	}
+	for _, id := range ids {
+		eventually(t, "OnClose of "+id, func() bool { return w.rec.has(id, evClose) })
+	}
+	closeGateway() // idempotent
+	if _, err := c.tryDial(g); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
+		t.Errorf("dial after Close: %v, want HTTP 503", err)
+	}
+}
+
+// TestCloseDuringHandshakes checks that Close returns, and leaves no client
+// open, while clients keep connecting.
+// A connection whose handshake passed the "closed" check before Close but
+// registers after Close walked the connections must be closed too.
+func TestCloseDuringHandshakes(t *testing.T) {
+	for round := range 5 {
+		c := newCluster(t)
+		g := c.startGateway(gateway.Config{})
+		c.startWorker(g)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					cl, err := c.tryDial(g)
+					if err != nil {
+						return // refused: the gateway is closed
+					}
+					cl.read()
+				}
+			})
+		}
+		eventually(t, "clients to connect", func() bool { return g.gw.ConnCount() >= 8 })
+		done := make(chan struct{})
+		go func() { defer close(done); g.gw.Close(websocket.StatusServiceRestart, "restart") }()
+		select {
+		case <-done:
+		case <-time.After(waitFor):
+			t.Errorf("round %d: Gateway.Close did not return; %d connections still open", round, g.gw.ConnCount())
+		}
+		close(stop)
+		wg.Wait()
+		if t.Failed() {
+			return // the cleanup closes the clients, which lets Close return
+		}
+	}
+}
+
+// TestNoWorker checks that a client is closed with 1013 when no worker is
+// linked within WorkerWait, and that clients are served once one links.
+func TestNoWorker(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{WorkerWait: 100 * time.Millisecond})
+
+	cl := c.dial(g, true)
+	err := cl.waitClosed(t)
+	if code := websocket.CloseStatus(err); code != websocket.StatusTryAgainLater {
+		t.Errorf("close status = %v (%v), want %v", code, err, websocket.StatusTryAgainLater)
+	}
+	eventually(t, "the gateway to forget the client", func() bool { return g.gw.ConnCount() == 0 })
+
+	w := c.startWorker(g)
+	cl = c.dial(g, true)
+	c.idOf(cl, w)
+	cl.send(t, "echo:served")
+	if got := cl.waitMessages(t, 1); got[0].data != "served" {
+		t.Errorf("client got %v, want [served]", got)
+	}
+}
+
+// TestRepublish checks that Republish writes the entries of bound
+// connections again after they were purged from the directory.
+func TestRepublish(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{})
+	w := c.startWorker(g)
+	api := w.w.API()
+
+	bound, unbound := c.dial(g, true), c.dial(g, true)
+	idBound, _ := c.idOf(bound, w)
+	c.idOf(unbound, w)
+	if err := api.BindUID(testCtx(t), idBound, "rp"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{idBound: "rp"}
+	purged, err := c.dir.PurgeGateway(testCtx(t), g.gw.ID())
+	if err != nil || !maps.Equal(purged, want) {
+		t.Fatalf("PurgeGateway = %v, %v; want %v", purged, err, want)
+	}
+	if online, err := api.IsUIDOnline(testCtx(t), "rp"); err != nil || online {
+		t.Fatalf("IsUIDOnline after purge = %v, %v; want false", online, err)
+	}
+
+	if err := g.gw.Republish(testCtx(t)); err != nil {
+		t.Fatalf("Republish: %v", err)
+	}
+	entries, err := c.dir.GatewayEntries(testCtx(t), g.gw.ID())
+	if err != nil || !maps.Equal(entries, want) {
+		t.Errorf("entries after Republish = %v, %v; want %v", entries, err, want)
+	}
+	if ids, err := api.ClientIDsByUID(testCtx(t), "rp"); err != nil || !slices.Equal(ids, []string{idBound}) {
+		t.Errorf("ClientIDsByUID after Republish = %v, %v; want [%s]", ids, err, idBound)
+	}
+	// The republished entry is a real binding: it goes away with the
+	// connection.
+	_ = bound.ws.CloseNow()
+	eventually(t, "OnClose", func() bool { return w.rec.has(idBound, evClose) })
+	if entries, err := c.dir.GatewayEntries(testCtx(t), g.gw.ID()); err != nil || len(entries) != 0 {
+		t.Errorf("entries after the client left = %v, %v; want none", entries, err)
+	}
+}
