@@ -32,7 +32,8 @@ func (c tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]s
 func (tokenCreds) RequireTransportSecurity() bool { return false }
 
 // ServerOptions returns interceptors that reject every call whose bearer
-// token differs from token with codes.Unauthenticated. Methods whose full
+// token differs from token with codes.Unauthenticated; an empty token
+// rejects every call. Methods whose full
 // name starts with one of the exempt prefixes (e.g. "/grpc.health.v1.")
 // pass without a token.
 func ServerOptions(token string, exempt ...string) []grpc.ServerOption {
@@ -65,6 +66,9 @@ func (a authenticator) check(ctx context.Context, method string) error {
 		}
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
+	if len(a.want) == len("Bearer ") {
+		return status.Error(codes.Unauthenticated, "no bearer token is configured on this server")
+	}
 	for _, got := range md.Get("authorization") {
 		if subtle.ConstantTimeCompare([]byte(got), a.want) == 1 {
 			return nil

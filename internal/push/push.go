@@ -43,6 +43,8 @@ func statusOf(err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
+	default:
+		return status.Error(codes.Internal, "internal error") // details stay in the worker
 	}
 	return status.Error(code, err.Error())
 }

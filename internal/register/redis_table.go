@@ -29,15 +29,19 @@ type redisLease struct {
 	LinkAddress   string `json:"link"`
 	PublicAddress string `json:"public,omitempty"`
 	ExpiresMillis int64  `json:"expires_ms"`
+	Purging       bool   `json:"purging,omitempty"`
 }
 
-// renewScript sets the lease and returns 1 when no unexpired lease existed.
+// renewScript sets the lease and returns 1 when no live lease existed, 0
+// when one did, and -1 (setting nothing) while a tombstone is in force.
 var renewScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[1], ARGV[1])
+local ok, lease = false, nil
+if old then ok, lease = pcall(cjson.decode, old) end
+local now = tonumber(ARGV[3])
+if ok and lease.purging and tonumber(lease.expires_ms) >= now then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if not old then return 1 end
-local ok, lease = pcall(cjson.decode, old)
-if not ok or tonumber(lease.expires_ms) < tonumber(ARGV[3]) then return 1 end
+if not ok or lease.purging or tonumber(lease.expires_ms) < now then return 1 end
 return 0
 `)
 
@@ -51,6 +55,9 @@ func (t *RedisTable) Renew(ctx context.Context, gw *registerv1.Gateway, expires 
 	if err != nil {
 		return false, fmt.Errorf("register: renew lease %s: %w", gw.GetId(), err)
 	}
+	if fresh == -1 {
+		return false, ErrPurging
+	}
 	return fresh == 1, nil
 }
 
@@ -63,22 +70,44 @@ func (t *RedisTable) Remove(ctx context.Context, id string) (bool, error) {
 	return n == 1, nil
 }
 
-// expireScript deletes the lease only if it lapsed before ARGV[2].
+// expireScript turns a lease that lapsed before ARGV[2] into a tombstone
+// expiring at ARGV[3].
 var expireScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
 local ok, lease = pcall(cjson.decode, old)
-if ok and tonumber(lease.expires_ms) >= tonumber(ARGV[2]) then return 0 end
-return redis.call('HDEL', KEYS[1], ARGV[1])
+if not ok or type(lease) ~= 'table' then lease = {link = ''} end
+if ok and tonumber(lease.expires_ms) and tonumber(lease.expires_ms) >= tonumber(ARGV[2]) then return 0 end
+lease.purging = true
+lease.expires_ms = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(lease))
+return 1
 `)
 
 // Expire implements Table.
-func (t *RedisTable) Expire(ctx context.Context, id string, now time.Time) (bool, error) {
-	n, err := expireScript.Run(ctx, t.rdb, []string{t.key}, id, now.UnixMilli()).Int()
+func (t *RedisTable) Expire(ctx context.Context, id string, now, purgeUntil time.Time) (bool, error) {
+	n, err := expireScript.Run(ctx, t.rdb, []string{t.key}, id, now.UnixMilli(), purgeUntil.UnixMilli()).Int()
 	if err != nil {
 		return false, fmt.Errorf("register: expire lease %s: %w", id, err)
 	}
 	return n == 1, nil
+}
+
+// forgetScript deletes the entry only if it is a tombstone.
+var forgetScript = redis.NewScript(`
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+local ok, lease = pcall(cjson.decode, old)
+if ok and type(lease) == 'table' and not lease.purging then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+`)
+
+// Forget implements Table.
+func (t *RedisTable) Forget(ctx context.Context, id string) error {
+	if err := forgetScript.Run(ctx, t.rdb, []string{t.key}, id).Err(); err != nil {
+		return fmt.Errorf("register: forget tombstone %s: %w", id, err)
+	}
+	return nil
 }
 
 // List implements Table. Undecodable entries are skipped.
@@ -96,6 +125,7 @@ func (t *RedisTable) List(ctx context.Context) ([]Lease, error) {
 		out = append(out, Lease{
 			Gateway: &registerv1.Gateway{Id: id, LinkAddress: l.LinkAddress, PublicAddress: l.PublicAddress},
 			Expires: time.UnixMilli(l.ExpiresMillis),
+			Purging: l.Purging,
 		})
 	}
 	sortLeases(out)

@@ -115,31 +115,44 @@ func (s *Server) refresh(ctx context.Context) {
 	now := time.Now()
 	live := make([]*registerv1.Gateway, 0, len(leases))
 	for _, l := range leases {
+		id := l.Gateway.GetId()
 		if !l.Expires.Before(now) {
-			live = append(live, l.Gateway)
+			if !l.Purging {
+				live = append(live, l.Gateway)
+			}
 			continue
 		}
-		removed, err := s.table.Expire(ctx, l.Gateway.GetId(), now)
+		// Lapsed (or a tombstone whose purge was abandoned): claim the purge.
+		// The tombstone keeps the gateway from renewing until the purge is
+		// over, so that what it re-publishes is not purged too.
+		claimed, err := s.table.Expire(ctx, id, now, now.Add(s.cfg.Lease))
 		if err != nil {
-			s.log.Warn("expire lease", "gateway_id", l.Gateway.GetId(), "err", err)
-			live = append(live, l.Gateway) // try again next time
+			s.log.Warn("expire lease", "gateway_id", id, "err", err)
 			continue
 		}
-		if removed {
-			s.log.Info("gateway lease lapsed", "gateway_id", l.Gateway.GetId())
-			s.purgeGateway(ctx, l.Gateway.GetId())
+		if !claimed {
+			continue
+		}
+		s.log.Info("gateway lease lapsed", "gateway_id", id)
+		if s.purgeGateway(ctx, id) {
+			if err := s.table.Forget(ctx, id); err != nil {
+				s.log.Warn("forget tombstone", "gateway_id", id, "err", err)
+			}
 		}
 	}
 	s.publish(live)
 }
 
-func (s *Server) purgeGateway(ctx context.Context, id string) {
+// purgeGateway removes a dead gateway's directory entries and reports
+// whether it succeeded.
+func (s *Server) purgeGateway(ctx context.Context, id string) bool {
 	entries, err := s.purge.PurgeGateway(ctx, id)
 	if err != nil {
 		s.log.Error("purge gateway entries", "gateway_id", id, "err", err)
-		return
+		return false
 	}
 	s.log.Info("purged gateway entries", "gateway_id", id, "entries", len(entries))
+	return true
 }
 
 func (s *Server) publish(live []*registerv1.Gateway) {
@@ -202,6 +215,9 @@ func (s *Server) Announce(stream registerv1.RegisterService_AnnounceServer) erro
 		}
 		fresh, err := s.table.Renew(tctx, gw, time.Now().Add(s.cfg.Lease))
 		cancel()
+		if errors.Is(err, ErrPurging) {
+			return status.Error(codes.Unavailable, err.Error())
+		}
 		if err != nil {
 			s.log.Warn("renew lease", "gateway_id", id, "err", err)
 			return status.Error(codes.Unavailable, "lease table unavailable")

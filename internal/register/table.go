@@ -2,6 +2,7 @@ package register
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -12,23 +13,37 @@ import (
 // Lease is a gateway's entry in a Table.
 type Lease struct {
 	Gateway *registerv1.Gateway
-	// Expires is when the lease lapses unless renewed.
+	// Expires is when the lease lapses unless renewed (for a tombstone:
+	// when the purge is presumed abandoned).
 	Expires time.Time
+	// Purging marks a tombstone: the lease lapsed and a register is purging
+	// the gateway's directory entries. A tombstone is never live.
+	Purging bool
 }
+
+// ErrPurging is returned by Renew while the gateway's lapsed lease is being
+// purged: the gateway must retry once the purge is over, so that the
+// bindings it re-publishes are not purged with the old ones.
+var ErrPurging = errors.New("register: the gateway's lapsed lease is being purged; retry")
 
 // Table stores leases. Implementations are safe for concurrent use by
 // several register replicas.
 type Table interface {
 	// Renew creates or extends gw's lease until expires and reports whether
-	// the lease is new (no live entry existed).
+	// the lease is fresh: no live lease existed (first announce, lapsed, or
+	// lost). It fails with ErrPurging while a tombstone is in force.
 	Renew(ctx context.Context, gw *registerv1.Gateway, expires time.Time) (fresh bool, err error)
 	// Remove deletes a lease and reports whether this call removed it (false
 	// when it was already gone), so exactly one replica acts on a removal.
 	Remove(ctx context.Context, id string) (bool, error)
-	// Expire removes a lease only if it lapsed before now, and reports
-	// whether this call removed it.
-	Expire(ctx context.Context, id string, now time.Time) (bool, error)
-	// List returns every lease, lapsed ones included, sorted by gateway id.
+	// Expire turns a lease (or tombstone) that lapsed before now into a
+	// tombstone in force until purgeUntil, and reports whether this call did
+	// it: exactly one replica then purges the gateway's entries.
+	Expire(ctx context.Context, id string, now, purgeUntil time.Time) (bool, error)
+	// Forget deletes a tombstone once its purge is done.
+	Forget(ctx context.Context, id string) error
+	// List returns every lease and tombstone, lapsed ones included, sorted by
+	// gateway id.
 	List(ctx context.Context) ([]Lease, error)
 }
 
@@ -47,9 +62,13 @@ func NewMemoryTable() *MemoryTable {
 func (t *MemoryTable) Renew(_ context.Context, gw *registerv1.Gateway, expires time.Time) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, existed := t.leases[gw.GetId()]
+	now := time.Now()
+	old, existed := t.leases[gw.GetId()]
+	if existed && old.Purging && !old.Expires.Before(now) {
+		return false, ErrPurging
+	}
 	t.leases[gw.GetId()] = Lease{Gateway: gw, Expires: expires}
-	return !existed, nil
+	return !existed || old.Purging || old.Expires.Before(now), nil
 }
 
 // Remove implements Table.
@@ -62,15 +81,25 @@ func (t *MemoryTable) Remove(_ context.Context, id string) (bool, error) {
 }
 
 // Expire implements Table.
-func (t *MemoryTable) Expire(_ context.Context, id string, now time.Time) (bool, error) {
+func (t *MemoryTable) Expire(_ context.Context, id string, now, purgeUntil time.Time) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l, ok := t.leases[id]
 	if !ok || !l.Expires.Before(now) {
 		return false, nil
 	}
-	delete(t.leases, id)
+	t.leases[id] = Lease{Gateway: l.Gateway, Expires: purgeUntil, Purging: true}
 	return true, nil
+}
+
+// Forget implements Table.
+func (t *MemoryTable) Forget(_ context.Context, id string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l, ok := t.leases[id]; ok && l.Purging {
+		delete(t.leases, id)
+	}
+	return nil
 }
 
 // List implements Table.
