@@ -3,9 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -163,18 +166,74 @@ func (c *client) say(from, to, data string) {
 	c.send(map[string]string{"type": "say", "frontId": from, "toId": to, "data": data})
 }
 
-// bind binds the connection to uid as the seed's client does and checks the
-// bound acknowledgement.
-func (c *client) bind(uid string) {
+// sayCMID sends a say request with a client message id.
+func (c *client) sayCMID(from, to, data, cmid string) {
+	c.t.Helper()
+	c.send(sayRequest(from, to, data, cmid))
+}
+
+// sayRequest is a say request with a client message id.
+func sayRequest(from, to, data, cmid string) map[string]string {
+	return map[string]string{"type": "say", "frontId": from, "toId": to, "data": data, "cmid": cmid}
+}
+
+// bind binds the connection to uid as the seed's client does, checks the
+// bound acknowledgement and returns its unread counts per sender.
+func (c *client) bind(uid string) map[string]int {
 	c.t.Helper()
 	c.send(map[string]string{"type": "bind", "client_id": c.id, "frontId": uid})
-	f := c.expect("bound")
-	if got, want := f.keys(), []string{"client_id", "frontId", "type"}; !slices.Equal(got, want) {
-		c.t.Fatalf("%s: bound frame %s has fields %v, want %v", c.name, f.raw, got, want)
+	unread, err := checkBound(c.expect("bound"), c.id, uid)
+	if err != nil {
+		c.t.Fatalf("%s: %v", c.name, err)
 	}
-	if f.str("client_id") != c.id || f.str("frontId") != uid {
-		c.t.Fatalf("%s: bound frame %s, want client_id %s and frontId %q", c.name, f.raw, c.id, uid)
+	return unread
+}
+
+// checkBound checks that f is exactly the bound frame of a bind of clientID
+// to uid, {"type":"bound","client_id":...,"frontId":...,"unread":{...}},
+// whose unread counts are positive integers per sender uid, and returns the
+// counts.
+func checkBound(f frame, clientID, uid string) (map[string]int, error) {
+	if got, want := f.keys(), []string{"client_id", "frontId", "type", "unread"}; !slices.Equal(got, want) {
+		return nil, fmt.Errorf("bound frame %s has fields %v, want %v", f.raw, got, want)
 	}
+	if f.str("client_id") != clientID || f.str("frontId") != uid {
+		return nil, fmt.Errorf("bound frame %s, want client_id %s and frontId %q", f.raw, clientID, uid)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(f.fields["unread"], &raw); err != nil || raw == nil {
+		return nil, fmt.Errorf("bound frame %s: unread is not a JSON object", f.raw)
+	}
+	unread := make(map[string]int, len(raw))
+	for from, v := range raw {
+		n, ok := jsonInt(v)
+		if from == "" || !ok || n <= 0 {
+			return nil, fmt.Errorf("bound frame %s: unread[%q] is %s, want a sender uid and a positive integer", f.raw, from, v)
+		}
+		unread[from] = int(n)
+	}
+	return unread, nil
+}
+
+// checkUnread fails t unless unread is exactly want (senders with no unread
+// message are absent).
+func checkUnread(t *testing.T, who string, unread, want map[string]int) {
+	t.Helper()
+	if !maps.Equal(unread, want) {
+		t.Fatalf("%s: bound with unread %v, want %v", who, unread, want)
+	}
+}
+
+// jsonIntRE is a JSON integer: no fraction, no exponent.
+var jsonIntRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+
+// jsonInt decodes a JSON integer that fits an int64.
+func jsonInt(raw json.RawMessage) (int64, bool) {
+	if !jsonIntRE.Match(raw) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	return n, err == nil
 }
 
 // receive waits up to timeout for the next frame. ok is false on timeout;
@@ -194,17 +253,78 @@ func (c *client) receive(timeout time.Duration) (f frame, ok bool) {
 // decode checks that in is a JSON object in a text frame.
 func (c *client) decode(in inbound) frame {
 	c.t.Helper()
+	f, err := decodeInbound(in)
+	if err != nil {
+		c.t.Fatalf("%s: %v", c.name, err)
+	}
+	return f
+}
+
+// decodeInbound checks that in is a JSON object in a text frame.
+func decodeInbound(in inbound) (frame, error) {
 	if in.err != nil {
-		c.t.Fatalf("%s: connection ended: %v", c.name, in.err)
+		return frame{}, fmt.Errorf("connection ended: %w", in.err)
 	}
 	if in.typ != websocket.MessageText {
-		c.t.Fatalf("%s: got a %v frame %q, want text", c.name, in.typ, in.data)
+		return frame{}, fmt.Errorf("got a %v frame %q, want text", in.typ, in.data)
 	}
 	f := frame{raw: string(in.data)}
 	if err := json.Unmarshal(in.data, &f.fields); err != nil || f.fields == nil {
-		c.t.Fatalf("%s: frame %q is not a JSON object: %v", c.name, in.data, err)
+		return frame{}, fmt.Errorf("frame %q is not a JSON object: %v", in.data, err)
 	}
-	return f
+	return f, nil
+}
+
+// errNoFrame reports that no frame came within a wait.
+var errNoFrame = errors.New("no frame")
+
+// nextFrame waits up to timeout for c's next frame, without failing a test:
+// it may run on any goroutine. Only one goroutine may read c at a time.
+func (c *client) nextFrame(timeout time.Duration) (frame, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case in := <-c.in:
+		f, err := decodeInbound(in)
+		if err != nil {
+			return frame{}, fmt.Errorf("%s: %w", c.name, err)
+		}
+		return f, nil
+	case <-timer.C:
+		return frame{}, fmt.Errorf("%s: %w within %v", c.name, errNoFrame, timeout)
+	}
+}
+
+// pendingFrames returns the frames c has received and nobody read yet,
+// without waiting, and without failing a test.
+func (c *client) pendingFrames() ([]frame, error) {
+	var fs []frame
+	for {
+		select {
+		case in := <-c.in:
+			f, err := decodeInbound(in)
+			if err != nil {
+				return fs, fmt.Errorf("%s: %w", c.name, err)
+			}
+			fs = append(fs, f)
+		default:
+			return fs, nil
+		}
+	}
+}
+
+// writeJSON writes v as a JSON text frame, without failing a test.
+func (c *client) writeJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), frameTimeout)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
+		return fmt.Errorf("%s: write %s: %w", c.name, b, err)
+	}
+	return nil
 }
 
 // next returns the next frame, failing t when none arrives in frameTimeout.
@@ -228,17 +348,33 @@ func (c *client) expect(typ string) frame {
 }
 
 // expectError reads an error frame and checks its code and ref (the failed
-// request's type, "" when the server could not know it).
+// request's type, "" when the server could not know it); it must carry no
+// cmid.
 func (c *client) expectError(code, ref string) frame {
+	c.t.Helper()
+	return c.expectErrorCMID(code, ref, "")
+}
+
+// expectErrorCMID reads an error frame and checks its code, its ref and its
+// cmid (absent when cmid is "").
+func (c *client) expectErrorCMID(code, ref, cmid string) frame {
 	c.t.Helper()
 	f := c.expect("error")
 	if f.str("code") != code || f.str("ref") != ref || f.str("message") == "" {
 		c.t.Fatalf("%s: got %s, want an error frame with code %q, ref %q and a message", c.name, f.raw, code, ref)
 	}
-	for _, k := range f.keys() {
-		if k != "type" && k != "code" && k != "message" && k != "ref" {
-			c.t.Fatalf("%s: error frame %s has unexpected field %q", c.name, f.raw, k)
-		}
+	want := []string{"code", "message", "ref", "type"}
+	if ref == "" {
+		want = []string{"code", "message", "type"}
+	}
+	if cmid != "" {
+		want = []string{"cmid", "code", "message", "ref", "type"}
+	}
+	if got := f.keys(); !slices.Equal(got, want) {
+		c.t.Fatalf("%s: error frame %s has fields %v, want %v", c.name, f.raw, got, want)
+	}
+	if f.str("cmid") != cmid {
+		c.t.Fatalf("%s: error frame %s has cmid %q, want %q", c.name, f.raw, f.str("cmid"), cmid)
 	}
 	return f
 }
@@ -308,47 +444,80 @@ type message struct {
 	data    string // the HTML-escaped text
 	raw     string
 	isRead  string // the JSON of is_read in a save frame: "0" or "1"
+	cmid    string // the cmid a save frame echoes; "" when the say had none
+	msgID   int64  // the msg_id it must carry; 0 means any positive one
 }
 
 // dateRE is PHP's date('Y-m-d H:i:s').
 var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$`)
 
-// checkMessage checks that f is exactly want, with a current date in the
-// local time zone, and returns the date.
-func checkMessage(t *testing.T, who string, f frame, want message) string {
+// checkMessage checks that f is exactly want, with a positive integer
+// msg_id and a current date in the local time zone, and returns the date and
+// the msg_id.
+func checkMessage(t *testing.T, who string, f frame, want message) (date string, msgID int64) {
 	t.Helper()
-	wantKeys := []string{"data", "date", "frontId", "id", "raw", "toId", "type"}
+	date, msgID, err := messageProblem(f, want)
+	if err != nil {
+		t.Fatalf("%s: %v", who, err)
+	}
+	return date, msgID
+}
+
+// messageProblem is checkMessage returning what is wrong instead of failing
+// a test: it may run on any goroutine.
+func messageProblem(f frame, want message) (date string, msgID int64, err error) {
+	wantKeys := []string{"data", "date", "frontId", "id", "msg_id", "raw", "toId", "type"}
 	if want.typ == "save" {
-		wantKeys = []string{"data", "date", "frontId", "id", "is_read", "raw", "toId", "type"}
+		wantKeys = []string{"data", "date", "frontId", "id", "is_read", "msg_id", "raw", "toId", "type"}
+		if want.cmid != "" {
+			wantKeys = []string{"cmid", "data", "date", "frontId", "id", "is_read", "msg_id", "raw", "toId", "type"}
+		}
 	}
 	if got := f.keys(); !slices.Equal(got, wantKeys) {
-		t.Fatalf("%s: %s has fields %v, want %v", who, f.raw, got, wantKeys)
+		return "", 0, fmt.Errorf("%s has fields %v, want %v", f.raw, got, wantKeys)
 	}
+	var errs []error
 	for _, fld := range []struct{ key, want string }{
 		{"type", want.typ}, {"id", want.id}, {"frontId", want.frontID}, {"toId", want.toID},
-		{"data", want.data}, {"raw", want.raw},
+		{"data", want.data}, {"raw", want.raw}, {"cmid", want.cmid},
 	} {
 		if got := f.str(fld.key); got != fld.want {
-			t.Errorf("%s: %s: %s = %q, want %q", who, f.raw, fld.key, got, fld.want)
+			errs = append(errs, fmt.Errorf("%s: %s = %q, want %q", f.raw, fld.key, got, fld.want))
 		}
 	}
 	if want.typ == "save" {
 		if got := string(f.fields["is_read"]); got != want.isRead {
-			t.Errorf("%s: %s: is_read is %s, want the JSON number %s", who, f.raw, got, want.isRead)
+			errs = append(errs, fmt.Errorf("%s: is_read is %s, want the JSON number %s", f.raw, got, want.isRead))
 		}
 	}
-	date := f.str("date")
+	msgID, ok := jsonInt(f.fields["msg_id"])
+	switch {
+	case !ok || msgID <= 0:
+		errs = append(errs, fmt.Errorf("%s: msg_id is %s, want a positive JSON integer", f.raw, f.fields["msg_id"]))
+	case want.msgID != 0 && msgID != want.msgID:
+		errs = append(errs, fmt.Errorf("%s: msg_id is %d, want %d", f.raw, msgID, want.msgID))
+	}
+	date, err = checkDate(f.str("date"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", f.raw, err))
+	}
+	return date, msgID, errors.Join(errs...)
+}
+
+// checkDate checks that date is PHP's date('Y-m-d H:i:s') of a time near
+// now in the local time zone.
+func checkDate(date string) (string, error) {
 	if !dateRE.MatchString(date) {
-		t.Fatalf("%s: %s: date %q is not Y-m-d H:i:s", who, f.raw, date)
+		return date, fmt.Errorf("date %q is not Y-m-d H:i:s", date)
 	}
 	at, err := time.ParseInLocation("2006-01-02 15:04:05", date, time.Local)
 	if err != nil {
-		t.Fatalf("%s: %s: date %q: %v", who, f.raw, date, err)
+		return date, fmt.Errorf("date %q: %w", date, err)
 	}
 	if d := time.Since(at); d < -2*time.Minute || d > 2*time.Minute {
-		t.Errorf("%s: %s: date %q is %v away from now in the local time zone", who, f.raw, date, d)
+		return date, fmt.Errorf("date %q is %v away from now in the local time zone", date, d)
 	}
-	return date
+	return date, nil
 }
 
 // plain is the message of a text without characters HTML escapes.
@@ -359,13 +528,17 @@ func plain(typ, id, from, to, text, isRead string) message {
 	return message{typ: typ, id: id, frontID: from, toID: to, data: text, raw: text, isRead: isRead}
 }
 
-// chat sends a plain text from one client to another and checks that the
-// recipient gets the text and the sender a save with is_read 1.
-func chat(t *testing.T, from *client, fromUID string, to *client, toUID, text string) {
+// chat sends a plain text from one client to another, checks that the
+// recipient gets the text and the sender a save with is_read 1 and the same
+// msg_id, and returns the msg_id.
+func chat(t *testing.T, from *client, fromUID string, to *client, toUID, text string) int64 {
 	t.Helper()
 	from.say(fromUID, toUID, text)
-	checkMessage(t, to.name, to.expect("text"), plain("text", from.id, fromUID, toUID, text, ""))
-	checkMessage(t, from.name, from.expect("save"), plain("save", from.id, fromUID, toUID, text, "1"))
+	_, id := checkMessage(t, to.name, to.expect("text"), plain("text", from.id, fromUID, toUID, text, ""))
+	want := plain("save", from.id, fromUID, toUID, text, "1")
+	want.msgID = id
+	checkMessage(t, from.name, from.expect("save"), want)
+	return id
 }
 
 // sayUntilDelivered repeats a plain say from one client to another until the
@@ -380,12 +553,14 @@ func sayUntilDelivered(t *testing.T, within time.Duration, from *client, fromUID
 		from.say(fromUID, toUID, text)
 		f, ok := to.waitFor(time.Second, func(f frame) bool { return f.typ() == "text" && f.str("raw") == text })
 		if ok {
-			checkMessage(t, to.name, f, plain("text", from.id, fromUID, toUID, text, ""))
+			_, id := checkMessage(t, to.name, f, plain("text", from.id, fromUID, toUID, text, ""))
 			save, ok := from.waitFor(frameTimeout, func(f frame) bool { return f.typ() == "save" && f.str("raw") == text })
 			if !ok {
 				t.Fatalf("%s: no save for %q within %v", from.name, text, frameTimeout)
 			}
-			checkMessage(t, from.name, save, plain("save", from.id, fromUID, toUID, text, "1"))
+			want := plain("save", from.id, fromUID, toUID, text, "1")
+			want.msgID = id
+			checkMessage(t, from.name, save, want)
 			if attempt > 1 {
 				t.Logf("%s → %s delivered at attempt %d", from.name, to.name, attempt)
 			}

@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,6 +48,7 @@ type proc struct {
 	logPath string
 	exited  chan struct{} // closed once cmd.Wait has returned
 	killed  bool          // the test killed the process on purpose
+	stopped bool          // stop has run
 }
 
 // launch starts bin with args, its stdout and stderr going to logPath, and
@@ -99,28 +102,39 @@ func (p *proc) hasExited() bool {
 
 // stop ends the process with SIGTERM, or SIGKILL after stopGrace, and waits
 // for it. A process that exits uncleanly, needs SIGKILL, died without the
-// test killing it, or reported a data race or a panic fails the test.
-func (p *proc) stop(t *testing.T) {
+// test killing it, or reported a data race or a panic fails the test; stop
+// then returns false. Stopping a process again does nothing.
+func (p *proc) stop(t *testing.T) bool {
+	if p.stopped {
+		return true
+	}
+	p.stopped = true
+	ok := true
+	errorf := func(format string, args ...any) {
+		t.Errorf(format, args...)
+		ok = false
+	}
 	switch {
 	case p.killed:
 	case p.hasExited():
-		t.Errorf("%s exited before the test ended: %v", p.name, p.cmd.ProcessState)
+		errorf("%s exited before the test ended: %v", p.name, p.cmd.ProcessState)
 	default:
 		_ = p.cmd.Process.Signal(syscall.SIGTERM) // fails only if it just exited
 		select {
 		case <-p.exited:
 			if !p.cmd.ProcessState.Success() {
-				t.Errorf("%s exited with %v after SIGTERM", p.name, p.cmd.ProcessState)
+				errorf("%s exited with %v after SIGTERM", p.name, p.cmd.ProcessState)
 			}
 		case <-time.After(stopGrace):
-			t.Errorf("%s did not exit within %v of SIGTERM; killing it", p.name, stopGrace)
+			errorf("%s did not exit within %v of SIGTERM; killing it", p.name, stopGrace)
 			_ = p.cmd.Process.Kill()
 			<-p.exited
 		}
 	}
 	if bad := p.logProblems(); bad != "" {
-		t.Errorf("%s logged %s (see %s)", p.name, bad, p.logPath)
+		errorf("%s logged %s (see %s)", p.name, bad, p.logPath)
 	}
+	return ok
 }
 
 // kill sends SIGKILL and waits until the process is gone.
@@ -188,38 +202,44 @@ func (p *proc) waitLog(timeout time.Duration, what string, cond func(log string)
 	}
 }
 
-// cluster is Redis, one register, two gateways and two workers, each a
-// separate process.
+// cluster is Redis, PostgreSQL, one register, two gateways and two
+// workers, each a separate process.
 type cluster struct {
-	t         *testing.T
-	logDir    string
-	procs     []*proc // every process started, for the failure report
-	redis     string
-	secret    string
-	prefix    string
-	pushToken string
-	register  *proc
-	regAddr   string
-	gateways  []*gateway
-	workers   []*worker
+	t          *testing.T
+	logDir     string
+	procs      []*proc // every process started, for the failure report
+	generation int     // how often the processes were restarted
+	redis      string
+	pg         string // PostgreSQL DSN of the message store
+	secret     string
+	prefix     string
+	pushToken  string
+	register   *proc
+	regAddr    string
+	gateways   []*gateway
+	workers    []*worker
 }
 
 // gateway is a gateway process and its addresses.
 type gateway struct {
 	*proc
+	wsAddr   string // 127.0.0.1:port
 	wsURL    string // ws://127.0.0.1:port/
 	linkAddr string
 }
 
-// worker is a worker process and its Push API address.
+// worker is a worker process and its addresses.
 type worker struct {
 	*proc
 	pushAddr string
+	pageAddr string // 127.0.0.1:port
+	pageURL  string // http://127.0.0.1:port/ — the chat page, connecting to gateway i
 }
 
-// startCluster starts the cluster and waits until every worker is linked to
-// every gateway and each gateway greets a client. Everything stops when t
-// ends; when t has failed, the tail of every process's log is printed.
+// startCluster starts Redis, PostgreSQL and the cluster's processes, and
+// waits until every worker is linked to every gateway and each gateway
+// greets a client. Everything stops when t ends; when t has failed, the
+// tail of every process's log is printed.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	c := &cluster{
@@ -231,35 +251,116 @@ func startCluster(t *testing.T) *cluster {
 	}
 	t.Cleanup(c.report) // registered before any process: runs after they are stopped
 	c.redis = testsvc.Redis(t)
-	t.Logf("redis %s, key prefix %q, logs in %s", c.redis, c.prefix, c.logDir)
+	c.pg = testsvc.Postgres(t)
+	t.Logf("redis %s, key prefix %q, postgres %s, logs in %s", c.redis, c.prefix, c.pg, c.logDir)
+	c.launch()
+	return c
+}
 
+// restart stops every process of the cluster with SIGTERM, in the reverse
+// order of their start (each must exit cleanly), then starts them all again
+// with the same flags, on the same Redis, key prefix and PostgreSQL database
+// and, unless one was taken meanwhile, on the same ports. It waits as
+// startCluster does. Clients of the old processes are disconnected.
+func (c *cluster) restart() {
+	c.t.Helper()
+	start := time.Now()
+	c.stopAll()
+	stopped := time.Now()
+	c.generation++
+	c.launch()
+	c.t.Logf("cluster restarted (generation %d): stopped in %v, started in %v", c.generation,
+		stopped.Sub(start).Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
+}
+
+// stopAll stops the workers, then the gateways, then the register, each
+// with SIGTERM and by its PID; an unclean exit ends the test.
+func (c *cluster) stopAll() {
+	c.t.Helper()
+	var workers, gateways []*proc
+	for _, w := range c.workers {
+		workers = append(workers, w.proc)
+	}
+	for _, g := range c.gateways {
+		gateways = append(gateways, g.proc)
+	}
+	// A race-enabled binary sleeps a second before it exits: the processes
+	// of one kind stop at once.
+	ok := stopProcs(c.t, workers...)
+	ok = stopProcs(c.t, gateways...) && ok
+	ok = stopProcs(c.t, c.register) && ok
+	if !ok {
+		c.t.FailNow()
+	}
+}
+
+// stopProcs stops the processes concurrently and reports whether each one
+// stopped cleanly.
+func stopProcs(t *testing.T, procs ...*proc) bool {
+	ok := make([]bool, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Go(func() { ok[i] = p.stop(t) })
+	}
+	wg.Wait()
+	return !slices.Contains(ok, false)
+}
+
+// launch starts the register, the gateways and the workers, reusing the
+// addresses of the previous generation on the first attempt, and waits
+// until every worker is linked to every gateway and each gateway greets a
+// client.
+func (c *cluster) launch() {
+	t := c.t
+	t.Helper()
+	// addr reuses prev on a first attempt, or finds a free port.
+	addr := func(prev string, attempt int) string {
+		if prev != "" && attempt == 1 {
+			return prev
+		}
+		return testsvc.FreeAddr(t)
+	}
 	common := []string{"-secret", c.secret, "-redis", c.redis, "-redis-prefix", c.prefix, "-log-level", "debug"}
-	c.register = c.start("register", "register", `msg="register listening"`, func() []string {
-		c.regAddr = testsvc.FreeAddr(t)
+	c.register = c.start("register", "register", `msg="register listening"`, func(attempt int) []string {
+		c.regAddr = addr(c.regAddr, attempt)
 		return append([]string{"-addr", c.regAddr, "-lease", lease.String()}, common...)
 	})
+	prevG, prevW := c.gateways, c.workers
+	c.gateways, c.workers = nil, nil
 	for i := range 2 {
 		g := &gateway{}
-		g.proc = c.start(fmt.Sprintf("gateway%d", i), "gateway", `msg="gateway listening"`, func() []string {
-			ws := testsvc.FreeAddr(t)
-			g.wsURL = "ws://" + ws + "/"
-			g.linkAddr = testsvc.FreeAddr(t)
+		if i < len(prevG) {
+			g.wsAddr, g.linkAddr = prevG[i].wsAddr, prevG[i].linkAddr
+		}
+		g.proc = c.start(fmt.Sprintf("gateway%d", i), "gateway", `msg="gateway listening"`, func(attempt int) []string {
+			g.wsAddr = addr(g.wsAddr, attempt)
+			g.wsURL = "ws://" + g.wsAddr + "/"
+			g.linkAddr = addr(g.linkAddr, attempt)
 			return append([]string{
-				"-ws-addr", ws, "-link-addr", g.linkAddr, "-register", c.regAddr,
+				"-ws-addr", g.wsAddr, "-link-addr", g.linkAddr, "-register", c.regAddr,
 				// Pings every second: the test's clients must answer them
 				// throughout (they read all the time).
 				"-ping-interval", "1s", "-ping-misses", "3",
+				// The workers' chat pages are on other loopback ports.
+				"-origins", "127.0.0.1:*",
 			}, common...)
 		})
 		c.gateways = append(c.gateways, g)
 	}
 	for i := range 2 {
 		w := &worker{}
-		w.proc = c.start(fmt.Sprintf("worker%d", i), "worker", `msg="push api listening"`, func() []string {
-			w.pushAddr = testsvc.FreeAddr(t)
+		if i < len(prevW) {
+			w.pushAddr, w.pageAddr = prevW[i].pushAddr, prevW[i].pageAddr
+		}
+		w.proc = c.start(fmt.Sprintf("worker%d", i), "worker", `msg="push api listening"`, func(attempt int) []string {
+			w.pushAddr = addr(w.pushAddr, attempt)
+			w.pageAddr = addr(w.pageAddr, attempt)
+			w.pageURL = "http://" + w.pageAddr + "/"
 			return append([]string{
 				"-register", c.regAddr, "-insecure-bind",
 				"-push-addr", w.pushAddr, "-push-token", c.pushToken,
+				"-store", c.pg, "-demo-users",
+				"-http-addr", w.pageAddr, "-ws-url", c.gateways[i].wsURL,
 			}, common...)
 		})
 		c.workers = append(c.workers, w)
@@ -277,19 +378,22 @@ func startCluster(t *testing.T) *cluster {
 		probe := c.dial(t, i, fmt.Sprintf("probe%d", i))
 		probe.closeNow()
 	}
-	return c
 }
 
-// start launches a process, retrying with fresh ports (args picks them) when
-// one was taken, and waits until its log contains ready.
-func (c *cluster) start(name, bin, ready string, args func() []string) *proc {
+// start launches a process, retrying with fresh ports (args picks them for
+// each attempt, counted from 1) when one was taken, and waits until its log
+// contains ready.
+func (c *cluster) start(name, bin, ready string, args func(attempt int) []string) *proc {
 	c.t.Helper()
+	if c.generation > 0 {
+		name = fmt.Sprintf("%s.r%d", name, c.generation)
+	}
 	for attempt := 1; ; attempt++ {
 		logPath := filepath.Join(c.logDir, name+".log")
 		if attempt > 1 {
 			logPath = filepath.Join(c.logDir, fmt.Sprintf("%s.%d.log", name, attempt))
 		}
-		p := launch(c.t, name, bin, logPath, args())
+		p := launch(c.t, name, bin, logPath, args(attempt))
 		c.procs = append(c.procs, p)
 		err := p.waitLog(startTimeout, "ready line "+ready, func(log string) bool {
 			return strings.Contains(log, ready)

@@ -1,9 +1,12 @@
 // Package e2e tests gatewire end to end: it builds the real binaries once,
-// starts Redis, a register, two gateways and two workers as separate OS
-// processes on loopback ports, and drives the seed's chat through WebSocket
-// clients on different gateways and through the workers' Push API. Failure
-// tests kill processes with SIGKILL and check that the cluster recovers
-// within one register lease.
+// starts Redis, PostgreSQL, a register, two gateways and two workers as
+// separate OS processes on loopback ports, and drives the chat through
+// WebSocket clients on different gateways, through the workers' Push API and
+// through the chat page in headless Chromium (TestBrowser*, also against the
+// all-in-one). Failure tests kill processes with SIGKILL and check that the
+// cluster recovers within one register lease; TestPersistence sends 1,000
+// messages with retries, restarts every process and checks that nothing was
+// lost or duplicated.
 //
 // The package holds only tests; run them with
 //
@@ -14,4 +17,6 @@
 // that started it and is stopped by its PID when the test ends; each one's
 // stderr goes to a file in the test's temporary directory, and the tail of
 // every log is printed when the test fails. Start reading at TestCluster.
+// Screenshots of the browser tests go to $ARTIFACTS_DIR (default
+// /tmp/gatewire-artifacts).
 package e2e

@@ -3,8 +3,10 @@ package e2e
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -17,9 +19,9 @@ import (
 	"github.com/gatewire/gatewire/internal/clientid"
 )
 
-// TestCluster runs the seed's chat across a real cluster: Redis, a register
-// with a 2s lease, two gateways and two workers, each its own process.
-// Clients sit on different gateways, so every message crosses gateways
+// TestCluster runs the seed's chat across a real cluster: Redis, PostgreSQL,
+// a register with a 2s lease, two gateways and two workers, each its own
+// process. Clients sit on different gateways, so every message crosses gateways
 // through a worker. The subtests run in order on the one cluster; each dials
 // its own clients and closes them when it ends. The last two kill a worker
 // and a gateway with SIGKILL.
@@ -57,17 +59,43 @@ func TestCluster(t *testing.T) {
 
 	t.Run("bind", func(t *testing.T) {
 		a, b := c.dial(t, 0, "a"), c.dial(t, 1, "b")
-		a.bind("85")
-		b.bind("86")
+		// Nobody has sent anything yet: nothing is unread.
+		checkUnread(t, "a", a.bind("85"), map[string]int{})
+		checkUnread(t, "b", b.bind("86"), map[string]int{})
 		// The seed's PHP clients may send the uid as a JSON integer, and may
 		// leave client_id out; the ack carries the uid as a string.
 		n := c.dial(t, 1, "n")
 		n.sendRaw(websocket.MessageText, `{"type":"bind","frontId":87}`)
-		f := n.expect("bound")
-		if f.str("frontId") != "87" || f.str("client_id") != n.id {
-			t.Errorf("n: got %s, want frontId \"87\" and client_id %s", f.raw, n.id)
+		unread, err := checkBound(n.expect("bound"), n.id, "87")
+		if err != nil {
+			t.Fatalf("n: %v", err)
 		}
+		checkUnread(t, "n", unread, map[string]int{})
 		expectNothing(t, a, b, n)
+	})
+
+	t.Run("profile", func(t *testing.T) {
+		// Both workers loaded the demo users into the one store.
+		a := c.dial(t, 0, "a")
+		a.bind("85")
+		a.send(map[string]string{"type": "profile", "toId": "86"})
+		f := a.expect("profile")
+		if got, want := f.keys(), []string{"peer", "self", "type"}; !slices.Equal(got, want) {
+			t.Fatalf("a: profile frame %s has fields %v, want %v", f.raw, got, want)
+		}
+		for _, p := range []struct {
+			key  string
+			want map[string]string
+		}{
+			{"self", map[string]string{"uid": "85", "nickname": "Love violet life", "avatar": "/avatars/85.svg", "role": "visitor"}},
+			{"peer", map[string]string{"uid": "86", "nickname": "大美如斯", "avatar": "/avatars/86.svg", "role": "agent"}},
+		} {
+			var got map[string]string
+			if err := json.Unmarshal(f.fields[p.key], &got); err != nil || !maps.Equal(got, p.want) {
+				t.Errorf("a: profile frame %s: %s is %s, want %v", f.raw, p.key, f.fields[p.key], p.want)
+			}
+		}
+		expectNothing(t, a)
 	})
 
 	t.Run("say crosses gateways", func(t *testing.T) {
@@ -80,22 +108,40 @@ func TestCluster(t *testing.T) {
 		a.say("85", "86", text)
 
 		got := b.expect("text")
-		date := checkMessage(t, "b", got, message{typ: "text", id: a.id, frontID: "85", toID: "86", data: escaped, raw: text})
+		date, id := checkMessage(t, "b", got, message{typ: "text", id: a.id, frontID: "85", toID: "86", data: escaped, raw: text})
 		// The frame carries the markup as is, not as \u003c escapes.
 		if want := `"data":"&lt;b&gt;Tom &amp; &quot;Jerry&quot;&lt;/b&gt;<br />\nit&#039;s 1 &gt; 0<br />\r\nend"`; !strings.Contains(got.raw, want) {
 			t.Errorf("b: text frame %s does not contain %s", got.raw, want)
 		}
 		save := a.expect("save")
-		saveDate := checkMessage(t, "a", save, message{typ: "save", id: a.id, frontID: "85", toID: "86", data: escaped, raw: text, isRead: "1"})
+		saveDate, _ := checkMessage(t, "a", save, message{typ: "save", id: a.id, frontID: "85", toID: "86", data: escaped, raw: text, isRead: "1", msgID: id})
 		if saveDate != date {
 			t.Errorf("save date %q differs from text date %q", saveDate, date)
 		}
 		// Only the recipient gets the text, only the sender the save.
 		expectNothing(t, a, b)
 
-		// And back the other way.
-		chat(t, b, "86", a, "85", "hello back")
+		// And back the other way; the store numbers messages in order.
+		back := chat(t, b, "86", a, "85", "hello back")
+		if back <= id {
+			t.Errorf("the reply has msg_id %d, not above the first message's %d", back, id)
+		}
 		expectNothing(t, a, b)
+
+		// A say with a client message id gets it back in its save.
+		a.sayCMID("85", "86", "with a cmid", "crosses-1")
+		_, id = checkMessage(t, "b", b.expect("text"), plain("text", a.id, "85", "86", "with a cmid", ""))
+		want := plain("save", a.id, "85", "86", "with a cmid", "1")
+		want.cmid, want.msgID = "crosses-1", id
+		checkMessage(t, "a", a.expect("save"), want)
+		expectNothing(t, a, b)
+
+		// Delivered is not read: a new connection of 86 finds the two
+		// messages from 85 unread, one of 85 the one from 86.
+		n86, n85 := c.dial(t, 0, "n86"), c.dial(t, 1, "n85")
+		checkUnread(t, "n86", n86.bind("86"), map[string]int{"85": 2})
+		checkUnread(t, "n85", n85.bind("85"), map[string]int{"86": 1})
+		expectNothing(t, a, b, n86, n85)
 	})
 
 	t.Run("say to offline uid", func(t *testing.T) {
@@ -113,17 +159,23 @@ func TestCluster(t *testing.T) {
 		b0.bind("86")
 		b1.bind("86")
 		a.say("85", "86", "to both of you")
-		for _, b := range []*client{b0, b1} {
-			checkMessage(t, b.name, b.expect("text"), plain("text", a.id, "85", "86", "to both of you", ""))
-		}
-		checkMessage(t, "a", a.expect("save"), plain("save", a.id, "85", "86", "to both of you", "1"))
+		// One message: both connections get it with the one msg_id.
+		text := plain("text", a.id, "85", "86", "to both of you", "")
+		_, text.msgID = checkMessage(t, "b0", b0.expect("text"), text)
+		checkMessage(t, "b1", b1.expect("text"), text)
+		save := plain("save", a.id, "85", "86", "to both of you", "1")
+		save.msgID = text.msgID
+		checkMessage(t, "a", a.expect("save"), save)
 		expectNothing(t, a, b0, b1)
 
 		// A save goes to every connection of the sender's uid.
 		b1.say("86", "85", "from one of us")
-		checkMessage(t, "a", a.expect("text"), plain("text", b1.id, "86", "85", "from one of us", ""))
+		text = plain("text", b1.id, "86", "85", "from one of us", "")
+		_, text.msgID = checkMessage(t, "a", a.expect("text"), text)
+		save = plain("save", b1.id, "86", "85", "from one of us", "1")
+		save.msgID = text.msgID
 		for _, b := range []*client{b0, b1} {
-			checkMessage(t, b.name, b.expect("save"), plain("save", b1.id, "86", "85", "from one of us", "1"))
+			checkMessage(t, b.name, b.expect("save"), save)
 		}
 		expectNothing(t, a, b0, b1)
 	})
@@ -134,6 +186,9 @@ func TestCluster(t *testing.T) {
 		b.bind("86")
 		a.say("86", "86", "I am 86, honest")
 		a.expectError("forbidden", "say")
+		// The error names the refused say's cmid, when it had one.
+		a.sayCMID("86", "86", "I am 86, really", "forged-1")
+		a.expectErrorCMID("forbidden", "say", "forged-1")
 		expectNothing(t, a, b)
 		// The connection stays usable.
 		chat(t, a, "85", b, "86", "sorry")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script):
-# installs the services the tests start themselves (redis-server), checks
+# installs what the tests start themselves (redis-server, PostgreSQL 15,
+# Chromium) when missing, checks
 # that the generated protobuf code is fresh, gofmt, go vet, then every test
 # with -race. Tests start their own Redis servers on free loopback ports and
 # stop them; with CI set, a missing service fails the run instead of
@@ -8,13 +9,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-	echo "== installing redis-server"
+# Services and tools the tests start themselves: redis-server, the
+# PostgreSQL 15 server binaries, headless Chromium (with a CJK font for the
+# screenshots).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x "${PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ] || missing+=(postgresql-15)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || missing+=(fonts-wqy-microhei)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "== installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq redis-server >/dev/null
-	# The package starts a system Redis; the tests start their own.
-	(service redis-server stop || systemctl stop redis-server || true) >/dev/null 2>&1
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+	# Packages may start system services; the tests start their own.
+	for svc in redis-server postgresql; do
+		(service "$svc" stop || true) >/dev/null 2>&1
+	done
 fi
 
 echo "== generated code is fresh (go generate ./proto)"

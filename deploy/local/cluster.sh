@@ -1,23 +1,89 @@
 #!/usr/bin/env bash
 # A local multi-process gatewire cluster on loopback:
-#   Redis, 1 register, 2 gateways (WebSocket on 127.0.0.1:8282 and :8283),
-#   2 workers (Push API on 127.0.0.1:2100 and :2101).
+#   Redis, PostgreSQL (127.0.0.1:5439), 1 register,
+#   2 gateways (WebSocket on 127.0.0.1:8282 and :8283),
+#   2 workers (chat page on http://127.0.0.1:8080 and :8081, connecting to
+#   gateway 1 and 2; Push API on 127.0.0.1:2100 and :2101).
 #
 # Usage: deploy/local/cluster.sh up|down|status
 #
-# All state (binaries, logs, pid files, secrets, Redis data) lives in
-# $GATEWIRE_CLUSTER_DIR (default /tmp/gatewire-cluster). Set REDIS_ADDR to use
-# a Redis you run yourself instead of starting one. `down` stops exactly the
-# PIDs that `up` started.
+# All state (binaries, logs, pid files, secrets, Redis and PostgreSQL data)
+# lives in $GATEWIRE_CLUSTER_DIR (default /tmp/gatewire-cluster). Set
+# REDIS_ADDR to use a Redis you run yourself instead of starting one, and
+# PG_DSN (postgres://user:password@host:port/db) to use a PostgreSQL you run
+# yourself. Otherwise a throwaway PostgreSQL cluster is created under the
+# state directory with the server binaries in $PG_BIN (default
+# /usr/lib/postgresql/15/bin), listening on 127.0.0.1:5439 only (no Unix
+# socket, trust authentication); as root it runs as the system user
+# "postgres". Its data survives `down` and `up`; remove the state directory
+# to start afresh. `down` stops exactly the PIDs that `up` started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${GATEWIRE_CLUSTER_DIR:-/tmp/gatewire-cluster}
+pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
+pg_port=5439
 
 start() { # name command...
 	local name=$1; shift
 	"$@" >"$dir/$name.log" 2>&1 &
 	echo $! >"$dir/$name.pid"
 	printf '  %-10s pid %-7s log %s\n' "$name" "$!" "$dir/$name.log"
+}
+
+# as_pg runs a command as the user PostgreSQL runs as: "postgres" when we
+# are root (PostgreSQL refuses to run as root), else ourselves.
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# start_postgres creates the throwaway PostgreSQL cluster if needed, starts
+# it, waits until it accepts connections and records the postmaster's PID.
+start_postgres() {
+	local data=$dir/pg/data
+	if [ ! -x "$pg_bin/initdb" ]; then
+		echo "no PostgreSQL server binaries in $pg_bin (set PG_BIN, or PG_DSN to use your own server)" >&2
+		return 1
+	fi
+	mkdir -p "$dir/pg"
+	[ "$(id -u)" != 0 ] || chown postgres: "$dir/pg"
+	if [ ! -f "$data/PG_VERSION" ]; then
+		as_pg "$pg_bin/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 ||
+			{ echo "initdb failed; see $dir/initdb.log" >&2; return 1; }
+	fi
+	as_pg "$pg_bin/postgres" -D "$data" -p "$pg_port" \
+		-c listen_addresses=127.0.0.1 -c unix_socket_directories= >"$dir/postgres.log" 2>&1 &
+	local launcher=$!
+	echo "$launcher" >"$dir/postgres.pid" # until the postmaster's is known
+	for _ in $(seq 1 100); do
+		if "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -t 1; then
+			# The first line of postmaster.pid is the postmaster's PID (as
+			# root, $! is runuser's).
+			head -n 1 "$data/postmaster.pid" >"$dir/postgres.pid"
+			printf '  %-10s pid %-7s log %s\n' postgres "$(cat "$dir/postgres.pid")" "$dir/postgres.log"
+			if ! "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -tAc \
+				"SELECT 1 FROM pg_database WHERE datname = 'gatewire'" | grep -q 1; then
+				"$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres gatewire
+			fi
+			return 0
+		fi
+		alive "$launcher" || break
+		sleep 0.1
+	done
+	echo "PostgreSQL did not start on 127.0.0.1:$pg_port; see $dir/postgres.log" >&2
+	return 1
+}
+
+# alive reports whether process $1 runs: it exists and is not a zombie
+# waiting for its (re)parent to reap it.
+alive() {
+	kill -0 "$1" 2>/dev/null || return 1
+	case $(ps -o stat= -p "$1" 2>/dev/null) in
+	Z*) return 1 ;;
+	esac
 }
 
 wait_port() { # host:port
@@ -49,35 +115,60 @@ up() {
 		wait_port "$redis"
 	fi
 	export GATEWIRE_REDIS=$redis
+	store=${PG_DSN:-}
+	if [ -z "$store" ]; then
+		start_postgres || { down; exit 1; }
+		store="postgres://postgres@127.0.0.1:$pg_port/gatewire?sslmode=disable"
+	fi
+	export GATEWIRE_STORE=$store # env, not argv: a password stays out of ps
 	start register "$dir/bin/register" -addr 127.0.0.1:1236
 	wait_port 127.0.0.1:1236
-	start gateway1 "$dir/bin/gateway" -ws-addr 127.0.0.1:8282 -link-addr 127.0.0.1:2000 -register 127.0.0.1:1236
-	start gateway2 "$dir/bin/gateway" -ws-addr 127.0.0.1:8283 -link-addr 127.0.0.1:2001 -register 127.0.0.1:1236
-	start worker1 "$dir/bin/worker" -push-addr 127.0.0.1:2100 -register 127.0.0.1:1236 -insecure-bind
-	start worker2 "$dir/bin/worker" -push-addr 127.0.0.1:2101 -register 127.0.0.1:1236 -insecure-bind
-	for a in 127.0.0.1:8282 127.0.0.1:8283 127.0.0.1:2100 127.0.0.1:2101; do wait_port "$a"; done
+	local origins=127.0.0.1:8080,127.0.0.1:8081 # the workers' chat pages
+	start gateway1 "$dir/bin/gateway" -ws-addr 127.0.0.1:8282 -link-addr 127.0.0.1:2000 -register 127.0.0.1:1236 -origins "$origins"
+	start gateway2 "$dir/bin/gateway" -ws-addr 127.0.0.1:8283 -link-addr 127.0.0.1:2001 -register 127.0.0.1:1236 -origins "$origins"
+	# Both load the demo users: the upsert is idempotent.
+	start worker1 "$dir/bin/worker" -push-addr 127.0.0.1:2100 -register 127.0.0.1:1236 -insecure-bind -demo-users \
+		-http-addr 127.0.0.1:8080 -ws-url ws://127.0.0.1:8282/
+	start worker2 "$dir/bin/worker" -push-addr 127.0.0.1:2101 -register 127.0.0.1:1236 -insecure-bind -demo-users \
+		-http-addr 127.0.0.1:8081 -ws-url ws://127.0.0.1:8283/
+	for a in 127.0.0.1:8282 127.0.0.1:8283 127.0.0.1:2100 127.0.0.1:2101 127.0.0.1:8080 127.0.0.1:8081; do
+		wait_port "$a" || { down; exit 1; }
+	done
+	local pg_shown="PostgreSQL 127.0.0.1:$pg_port (database gatewire, data in $dir/pg/data)"
+	[ -z "${PG_DSN:-}" ] || pg_shown="PostgreSQL from PG_DSN"
 	cat <<EOT
-up: Redis $redis, register 127.0.0.1:1236,
+up: Redis $redis, $pg_shown,
+    register 127.0.0.1:1236,
     gateways ws://127.0.0.1:8282 and ws://127.0.0.1:8283,
     workers' Push API 127.0.0.1:2100 and 127.0.0.1:2101
     (bearer token in $dir/push-token; inner secret in $dir/secret)
+chat pages (visitor 85 with agent 86, each side on its own worker and gateway):
+    http://127.0.0.1:8080/?from=85&to=86
+    http://127.0.0.1:8081/?from=86&to=85
 stop with: $0 down
 EOT
 }
 
 down() {
 	local any=0
-	# Workers and gateways first, Redis last, so nothing logs needless errors.
-	for name in worker1 worker2 gateway1 gateway2 register redis; do
+	# Workers and gateways first, then PostgreSQL (SIGTERM is its smart
+	# shutdown: it waits for the workers' sessions, which are gone), Redis
+	# last, so nothing logs needless errors.
+	for name in worker1 worker2 gateway1 gateway2 register postgres redis; do
 		local f="$dir/$name.pid"
 		[ -e "$f" ] || continue
 		any=1
 		local pid
 		pid=$(cat "$f")
-		if kill -0 "$pid" 2>/dev/null; then
+		if alive "$pid"; then
 			kill -TERM "$pid" 2>/dev/null || true
-			for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			kill -KILL "$pid" 2>/dev/null || true
+			local wait=50 # tenths of a second
+			[ "$name" != postgres ] || wait=300
+			for _ in $(seq 1 "$wait"); do alive "$pid" || break; sleep 0.1; done
+			if alive "$pid"; then
+				echo "  $name (pid $pid) ignored SIGTERM; killing it" >&2
+				kill -KILL "$pid" 2>/dev/null || true
+			fi
 			echo "  stopped $name (pid $pid)"
 		fi
 		rm -f "$f"
@@ -89,7 +180,7 @@ status() {
 	for f in "$dir"/*.pid; do
 		[ -e "$f" ] || { echo "no cluster is up in $dir"; return; }
 		local pid; pid=$(cat "$f")
-		if kill -0 "$pid" 2>/dev/null; then s=running; else s=dead; fi
+		if alive "$pid"; then s=running; else s=dead; fi
 		printf '  %-10s pid %-7s %s\n' "$(basename "$f" .pid)" "$pid" "$s"
 	done
 }

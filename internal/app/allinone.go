@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/register"
+	"github.com/gatewire/gatewire/internal/web"
 )
 
 // AllInOneConfig configures the all-in-one process.
@@ -18,6 +19,8 @@ type AllInOneConfig struct {
 	// addresses are filled in.
 	Gateway GatewayConfig
 	// Worker configures the worker; its register and secret are filled in.
+	// Worker.Store defaults to sqlite:gatewire.db; the demo users are
+	// always loaded.
 	Worker WorkerConfig
 }
 
@@ -28,6 +31,14 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, log *slog.Logger) erro
 	log = discard(log)
 	secret := randomSecret()
 	dir := directory.NewMemory()
+	if cfg.Worker.Store == "" {
+		cfg.Worker.Store = "sqlite:gatewire.db"
+	}
+	st, err := openStore(ctx, cfg.Worker.Store, true, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	regLis, err := listen("register", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -36,15 +47,20 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, log *slog.Logger) erro
 	gcfg := cfg.Gateway
 	gcfg.Registers, gcfg.Secret = registers, secret
 	gcfg.LinkAddr, gcfg.LinkAdvertise = "127.0.0.1:0", ""
+	gcfg.Web = web.New(web.Config{WebSocketURL: cfg.Worker.WebSocketURL}, st)
 	wcfg := cfg.Worker
 	wcfg.Registers, wcfg.Secret = registers, secret
 
+	if gcfg.WSAddr == "" {
+		gcfg.WSAddr = "127.0.0.1:8282"
+	}
+	log.Info("chat page", "url", "http://"+gcfg.WSAddr+"/?from=85&to=86", "websocket", "ws://"+gcfg.WSAddr+"/")
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return serveRegister(ctx, regLis, RegisterConfig{Secret: secret}, register.NewMemoryTable(), dir, log)
 	})
 	g.Go(func() error { return serveGateway(ctx, gcfg, dir, log) })
-	g.Go(func() error { return serveWorker(ctx, wcfg, dir, log) })
+	g.Go(func() error { return serveWorker(ctx, wcfg, dir, st, log) })
 	return g.Wait()
 }
 

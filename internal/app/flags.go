@@ -104,11 +104,15 @@ func workerChatFlags(fs *flag.FlagSet, cfg *WorkerConfig, defaultPushAddr string
 	fs.IntVar(&cfg.Lanes, "lanes", 64, "clients whose events are handled at once")
 	fs.StringVar(&cfg.PushAddr, "push-addr", defaultPushAddr, "Push API gRPC listen address ('' disables it)")
 	fs.StringVar(&cfg.PushToken, "push-token", "", "bearer token Push API callers must send (required with -push-addr)")
+	fs.StringVar(&cfg.WebSocketURL, "ws-url", "", "WebSocket URL the chat page connects to (default: the page's own host)")
 }
 
 // WorkerFlags registers a worker process's flags into cfg.
 func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
 	workerChatFlags(fs, cfg, "127.0.0.1:2100")
+	fs.StringVar(&cfg.Store, "store", "", "message store: postgres://user@host/db or sqlite:<path> (required)")
+	fs.BoolVar(&cfg.DemoUsers, "demo-users", false, "load the seed's five demo users (85-89) into the store at start")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "chat page HTTP listen address ('' disables it)")
 	clusterFlags(fs, &cfg.Secret, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -117,4 +121,5 @@ func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
 func AllInOneFlags(fs *flag.FlagSet, cfg *AllInOneConfig) {
 	gatewayClientFlags(fs, &cfg.Gateway)
 	workerChatFlags(fs, &cfg.Worker, "")
+	fs.StringVar(&cfg.Worker.Store, "store", "sqlite:gatewire.db", "message store: sqlite:<path> or postgres://user@host/db")
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -35,6 +36,9 @@ type GatewayConfig struct {
 	Secret string
 	// Redis holds the directory (RunGateway only).
 	Redis RedisConfig
+	// Web, if set, serves plain HTTP requests on the WebSocket port (the
+	// all-in-one's chat page); WebSocket handshakes still go to the gateway.
+	Web http.Handler
 }
 
 // RunGateway runs a gateway writing to the Redis directory until ctx ends.
@@ -101,8 +105,16 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 
 	gs, _ := newGRPCServer(cfg.Secret)
 	linkv1.RegisterLinkServiceServer(gs, gw)
-	mux := http.NewServeMux()
-	mux.Handle("/", gw)
+	var handler http.Handler = gw
+	if cfg.Web != nil {
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if isWebSocket(r) {
+				gw.ServeHTTP(w, r)
+				return
+			}
+			cfg.Web.ServeHTTP(w, r)
+		})
+	}
 	log.Info("gateway listening", "gateway_id", gw.ID(), "ws_addr", wsLis.Addr().String(), "link_addr", linkLis.Addr().String(), "link_advertise", advertise)
 
 	announceCtx, stopAnnounce := context.WithCancel(context.WithoutCancel(ctx))
@@ -121,7 +133,7 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 	// carry the clients' close events.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveHTTP(serveCtx, mux, wsLis) })
+	g.Go(func() error { return serveHTTP(serveCtx, handler, wsLis) })
 	g.Go(func() error { return serveGRPC(serveCtx, gs, linkLis) })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -134,4 +146,9 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 		return nil
 	})
 	return g.Wait()
+}
+
+// isWebSocket reports whether r asks for a WebSocket upgrade.
+func isWebSocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"golang.org/x/sync/errgroup"
@@ -11,6 +12,8 @@ import (
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/push"
 	"github.com/gatewire/gatewire/internal/register"
+	"github.com/gatewire/gatewire/internal/store"
+	"github.com/gatewire/gatewire/internal/web"
 	"github.com/gatewire/gatewire/internal/worker"
 	pushv1 "github.com/gatewire/gatewire/proto/gatewire/push/v1"
 )
@@ -30,22 +33,68 @@ type WorkerConfig struct {
 	PushToken string
 	// InsecureBind accepts the seed's token-less bind.
 	InsecureBind bool
+	// Store is the message store: a postgres:// URL or sqlite:<path>
+	// (RunWorker only; required).
+	Store string
+	// DemoUsers loads the seed's five demo users into the store at start.
+	DemoUsers bool
+	// HTTPAddr serves the chat page; empty disables it (RunWorker only).
+	HTTPAddr string
+	// WebSocketURL is where the chat page connects; empty means the page's
+	// own host.
+	WebSocketURL string
 }
 
-// RunWorker runs a chat worker reading the Redis directory until ctx ends.
+// RunWorker runs a chat worker reading the Redis directory and keeping
+// messages in cfg.Store until ctx ends.
 func RunWorker(ctx context.Context, cfg WorkerConfig, log *slog.Logger) error {
 	if cfg.Redis.Addr == "" {
 		return errors.New("worker: a Redis address is required (-redis)")
+	}
+	if cfg.Store == "" {
+		return errors.New("worker: a message store is required (-store postgres://... or sqlite:<path>)")
 	}
 	rdb, err := cfg.Redis.client(ctx)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	return serveWorker(ctx, cfg, directory.NewRedis(rdb, cfg.Redis.prefix()), log)
+	st, err := openStore(ctx, cfg.Store, cfg.DemoUsers, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.HTTPAddr != "" {
+		lis, err := listen("worker http", cfg.HTTPAddr)
+		if err != nil {
+			return err
+		}
+		log.Info("chat page listening", "addr", "http://"+lis.Addr().String()+"/")
+		g.Go(func() error { return serveHTTP(gctx, web.New(web.Config{WebSocketURL: cfg.WebSocketURL}, st), lis) })
+	}
+	g.Go(func() error { return serveWorker(gctx, cfg, directory.NewRedis(rdb, cfg.Redis.prefix()), st, log) })
+	return g.Wait()
 }
 
-func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory, log *slog.Logger) error {
+// openStore opens the message store at url and loads the demo users if
+// asked to.
+func openStore(ctx context.Context, url string, demoUsers bool, log *slog.Logger) (store.Store, error) {
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("open message store: %w", err)
+	}
+	if demoUsers {
+		if err := st.UpsertUsers(ctx, store.DemoUsers()); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("load demo users: %w", err)
+		}
+		discard(log).Info("demo users loaded", "users", len(store.DemoUsers()))
+	}
+	return st, nil
+}
+
+func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory, st store.Store, log *slog.Logger) error {
 	log = discard(log).With("role", "worker")
 	if cfg.Secret == "" {
 		return errors.New("worker: a shared secret is required (-secret)")
@@ -58,7 +107,8 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 	}
 	cfg.DialOptions = append(cfg.DialOptions, dialOptions(cfg.Secret)...)
 	w := worker.New(cfg.Config, dir, log)
-	h := chat.New(chat.Config{InsecureBind: cfg.InsecureBind}, w.API(), log)
+	h := chat.New(chat.Config{InsecureBind: cfg.InsecureBind}, w.API(), st, log)
+	defer h.Close() // after w.Run returned: no event is in flight
 	reg, err := register.NewClient(cfg.Registers, log, dialOptions(cfg.Secret)...)
 	if err != nil {
 		return err

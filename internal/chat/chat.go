@@ -3,10 +3,11 @@ package chat
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/gatewire/gatewire/internal/store"
 	"github.com/gatewire/gatewire/internal/worker"
 )
 
@@ -24,8 +25,6 @@ type Config struct {
 	// every bind with the error code token_required until signed bind tokens
 	// exist.
 	InsecureBind bool
-	// Now returns the current time for message dates; nil means time.Now.
-	Now func() time.Time
 	// Location is the time zone of message dates; nil means time.Local.
 	Location *time.Location
 	// Timeout bounds each API call; zero (or negative) means 5s.
@@ -35,28 +34,28 @@ type Config struct {
 // Handler is the chat's worker.Handler. It is safe for concurrent use.
 type Handler struct {
 	insecureBind bool
-	now          func() time.Time
 	loc          *time.Location
 	timeout      time.Duration
 	api          worker.API
+	store        store.Store
+	saver        *store.Batcher
 	log          *slog.Logger
+	closeOnce    sync.Once
 }
 
 var _ worker.Handler = (*Handler)(nil)
 
-// New returns a Handler that reaches clients through api and logs to log
-// (nil discards logs). Zero fields of cfg take their documented defaults.
-func New(cfg Config, api worker.API, log *slog.Logger) *Handler {
+// New returns a Handler that keeps messages in st, reaches clients through
+// api and logs to log (nil discards logs). Zero fields of cfg take their
+// documented defaults. Close stops its background writers.
+func New(cfg Config, api worker.API, st store.Store, log *slog.Logger) *Handler {
 	h := &Handler{
 		insecureBind: cfg.InsecureBind,
-		now:          cfg.Now,
 		loc:          cfg.Location,
 		timeout:      cfg.Timeout,
 		api:          api,
+		store:        st,
 		log:          log,
-	}
-	if h.now == nil {
-		h.now = time.Now
 	}
 	if h.loc == nil {
 		h.loc = time.Local
@@ -67,7 +66,17 @@ func New(cfg Config, api worker.API, log *slog.Logger) *Handler {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
+	h.saver = store.NewBatcher(st, 0)
 	return h
+}
+
+// Close stops the Handler's background writers after what they hold is
+// written. Call it once no event is being handled any more; it is
+// idempotent.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() {
+		h.saver.Close()
+	})
 }
 
 // OnConnect sends the new connection its client_id in an "init" frame; the
@@ -94,7 +103,7 @@ func (h *Handler) OnMessage(ctx context.Context, c *worker.Client, m worker.Mess
 		h.log.DebugContext(ctx, "chat request refused",
 			"client_id", c.ID, "uid", c.UID, "code", err.code)
 	}
-	h.reply(ctx, c, errorFrame{Type: typeError, Code: err.code, Message: err.message, Ref: ref})
+	h.reply(ctx, c, errorFrame{Type: typeError, Code: err.code, Message: err.message, Ref: ref, CMID: err.cmid})
 }
 
 // OnClose does nothing: the gateway removes the connection's directory
@@ -116,8 +125,14 @@ func (h *Handler) dispatch(ctx context.Context, c *worker.Client, m worker.Messa
 		return req.typ, h.bind(ctx, c, req)
 	case typeSay:
 		return req.typ, h.say(ctx, c, req)
+	case typeHistory:
+		return req.typ, h.history(ctx, c, req)
+	case typeRead:
+		return req.typ, h.read(ctx, c, req)
+	case typeProfile:
+		return req.typ, h.profile(ctx, c, req)
 	default:
-		return req.typ, newFrameError(codeUnknownType, `unknown message type; known types are "bind" and "say"`)
+		return req.typ, newFrameError(codeUnknownType, `unknown message type; known types are "bind", "say", "history", "read" and "profile"`)
 	}
 }
 
@@ -144,64 +159,18 @@ func (h *Handler) bind(ctx context.Context, c *worker.Client, req request) *fram
 		}
 		return &frameError{code: codeUnavailable, message: "the bind could not be completed; try again", err: err}
 	}
-	h.reply(ctx, c, boundFrame{Type: typeBound, ClientID: c.ID, FrontID: b.frontID})
-	return nil
-}
-
-// say handles {"type":"say","frontId":"85","toId":"86","data":"..."}: it
-// delivers a "text" frame to every connection of toId, then a "save" frame to
-// every connection of the sender's uid telling whether anyone got it.
-func (h *Handler) say(ctx context.Context, c *worker.Client, req request) *frameError {
-	if c.UID == "" {
-		return newFrameError(codeNotBound, "bind this connection to a uid before sending messages")
-	}
-	s, ferr := decodeSay(req)
-	if ferr != nil {
-		return ferr
-	}
-	if s.frontID != c.UID {
-		return newFrameError(codeForbidden, "frontId must be the uid this connection is bound to")
-	}
-	msg := textFrame{
-		Type:    typeText,
-		ID:      c.ID,
-		FrontID: s.frontID,
-		ToID:    s.toID,
-		Date:    h.now().In(h.loc).Format(dateLayout),
-		Data:    escapeText(s.data),
-		Raw:     s.data,
-	}
-	text, err := encodeFrame(msg)
-	if err != nil { // cannot happen: every field is a string
-		return &frameError{code: codeUnavailable, message: "the message could not be encoded", err: err}
-	}
-	callCtx, cancel := context.WithTimeout(ctx, h.timeout)
-	delivered, err := h.api.SendToUID(callCtx, []string{s.toID}, text, false)
-	cancel()
-	if err != nil {
-		return &frameError{code: codeUnavailable, message: "the message could not be delivered; try again",
-			err: fmt.Errorf("deliver to uid %s: %w", s.toID, err)}
-	}
-
-	isRead := 0
-	if delivered > 0 {
-		isRead = 1
-	}
-	msg.Type, msg.IsRead = typeSave, &isRead
-	save, err := encodeFrame(msg)
-	if err != nil {
-		h.log.ErrorContext(ctx, "encode save frame", "client_id", c.ID, "uid", c.UID, "err", err)
-		return nil
-	}
+	unread := map[string]int{}
 	callCtx, cancel = context.WithTimeout(ctx, h.timeout)
-	_, err = h.api.SendToUID(callCtx, []string{c.UID}, save, false)
+	counts, err := h.store.UnreadCounts(callCtx, b.frontID)
 	cancel()
 	if err != nil {
-		// The message was delivered; an error frame would tell the sender
-		// otherwise. The sender's clients learn nothing, as in the seed when
-		// a send fails.
-		h.log.WarnContext(ctx, "send save frame to sender", "client_id", c.ID, "uid", c.UID, "err", err)
+		// The bind holds; the counts are a convenience the client can ask
+		// for again with history.
+		h.log.WarnContext(ctx, "load unread counts", "client_id", c.ID, "uid", b.frontID, "err", err)
+	} else if counts != nil {
+		unread = counts
 	}
+	h.reply(ctx, c, boundFrame{Type: typeBound, ClientID: c.ID, FrontID: b.frontID, Unread: unread})
 	return nil
 }
 

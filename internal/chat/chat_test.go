@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatewire/gatewire/internal/store"
 	"github.com/gatewire/gatewire/internal/worker"
 )
 
@@ -31,6 +34,9 @@ type fakeAPI struct {
 	failUID  map[string]error    // SendToUID fails when it targets one of these uids
 	bindErr  error               // BindUID fails with this error
 	problems []string            // contract violations seen by the fake
+	// onSendToUID, when set, runs at the start of every SendToUID call,
+	// before anything is delivered, without the fake's lock held.
+	onSendToUID func(uids []string, data []byte)
 }
 
 type ctxKey struct{}
@@ -51,6 +57,24 @@ func (f *fakeAPI) connect(clientID, uid string) *worker.Client {
 	defer f.mu.Unlock()
 	f.conns[clientID] = uid
 	return &worker.Client{ID: clientID, UID: uid}
+}
+
+// setFailUID makes SendToUID fail with err when it targets uid (nil: stop
+// failing).
+func (f *fakeAPI) setFailUID(uid string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		delete(f.failUID, uid)
+	} else {
+		f.failUID[uid] = err
+	}
+}
+
+func (f *fakeAPI) setOnSendToUID(fn func(uids []string, data []byte)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onSendToUID = fn
 }
 
 func (f *fakeAPI) check(ctx context.Context, call string) {
@@ -81,6 +105,12 @@ func (f *fakeAPI) SendToClient(ctx context.Context, clientID string, data []byte
 }
 
 func (f *fakeAPI) SendToUID(ctx context.Context, uids []string, data []byte, binary bool) (int, error) {
+	f.mu.Lock()
+	hook := f.onSendToUID
+	f.mu.Unlock()
+	if hook != nil {
+		hook(slices.Clone(uids), slices.Clone(data))
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.check(ctx, "SendToUID")
@@ -159,42 +189,165 @@ func (f *fakeAPI) sendsToUID() [][]string {
 	return slices.Clone(f.uidSends)
 }
 
-var (
-	testNow  = time.Date(2024, 3, 5, 1, 2, 3, 999, time.UTC)
-	testZone = time.FixedZone("CST", 8*60*60)
-)
+func (f *fakeAPI) bindsDone() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.binds)
+}
 
-const testDate = "2024-03-05 09:02:03" // testNow in testZone
+// faultyStore wraps a real store and fails the methods set to fail.
+type faultyStore struct {
+	store.Store
+
+	mu   sync.Mutex
+	fail map[string]error // method name → error
+}
+
+func newFaultyStore(st store.Store) *faultyStore {
+	return &faultyStore{Store: st, fail: map[string]error{}}
+}
+
+// setFail makes method fail with err (nil: stop failing).
+func (s *faultyStore) setFail(method string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		delete(s.fail, method)
+	} else {
+		s.fail[method] = err
+	}
+}
+
+func (s *faultyStore) err(method string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fail[method]
+}
+
+func (s *faultyStore) SaveMessages(ctx context.Context, msgs []store.NewMessage) ([]store.Saved, error) {
+	if err := s.err("SaveMessages"); err != nil {
+		return nil, err
+	}
+	return s.Store.SaveMessages(ctx, msgs)
+}
+
+func (s *faultyStore) History(ctx context.Context, a, b string, p store.Page) ([]store.Message, error) {
+	if err := s.err("History"); err != nil {
+		return nil, err
+	}
+	return s.Store.History(ctx, a, b, p)
+}
+
+func (s *faultyStore) MarkRead(ctx context.Context, reader, peer string, upTo int64) (int64, error) {
+	if err := s.err("MarkRead"); err != nil {
+		return 0, err
+	}
+	return s.Store.MarkRead(ctx, reader, peer, upTo)
+}
+
+func (s *faultyStore) UnreadCounts(ctx context.Context, uid string) (map[string]int, error) {
+	if err := s.err("UnreadCounts"); err != nil {
+		return nil, err
+	}
+	return s.Store.UnreadCounts(ctx, uid)
+}
+
+func (s *faultyStore) Users(ctx context.Context, uids ...string) (map[string]store.User, error) {
+	if err := s.err("Users"); err != nil {
+		return nil, err
+	}
+	return s.Store.Users(ctx, uids...)
+}
+
+// lockedBuffer is a bytes.Buffer safe for the Handler's background
+// goroutines to log into while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testZone is the Location of the harness's Handlers: message dates are the
+// stored CreatedAt in this zone.
+var testZone = time.FixedZone("CST", 8*60*60)
+
+// openTestStore opens a real SQLite store in a fresh file, closed when tb
+// ends.
+func openTestStore(tb testing.TB) *store.SQLite {
+	tb.Helper()
+	db, err := store.OpenSQLite(context.Background(), filepath.Join(tb.TempDir(), "chat.db"))
+	if err != nil {
+		tb.Fatalf("open sqlite store: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			tb.Errorf("close store: %v", err)
+		}
+	})
+	return db
+}
 
 type harness struct {
 	h   *Handler
 	api *fakeAPI
-	log *bytes.Buffer
+	db  *store.SQLite // the real store under the Handler's
+	log *lockedBuffer
 	ctx context.Context
+
+	closeOnce sync.Once
 }
 
-// newHarness builds a Handler with InsecureBind as given, a fixed clock, a
-// fake API and a debug log captured in a buffer. It fails the test at the
-// end if the fake saw a contract violation.
+// newHarness builds a Handler with InsecureBind as given on a fresh SQLite
+// store, a fake API and a debug log captured in a buffer. It fails the test
+// at the end if the fake saw a contract violation.
 func newHarness(t testing.TB, insecureBind bool) *harness {
 	t.Helper()
-	cfg := Config{InsecureBind: insecureBind, Now: func() time.Time { return testNow }, Location: testZone, Timeout: 2 * time.Second}
+	db := openTestStore(t)
+	return newHarnessOn(t, insecureBind, db, db)
+}
+
+// newHarnessOn is newHarness on the store st, which is db or wraps it.
+// The Handler is closed when t ends, before db is (unless x.close ran
+// earlier).
+func newHarnessOn(t testing.TB, insecureBind bool, db *store.SQLite, st store.Store) *harness {
+	t.Helper()
+	cfg := Config{InsecureBind: insecureBind, Location: testZone, Timeout: 2 * time.Second}
 	api := newFakeAPI(cfg.Timeout)
-	var logBuf bytes.Buffer
-	log := slog.New(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logBuf := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	x := &harness{
+		h:   New(cfg, api, st, log),
+		api: api,
+		db:  db,
+		log: logBuf,
+		ctx: context.WithValue(context.Background(), ctxKey{}, "handler ctx"),
+	}
 	t.Cleanup(func() {
+		x.close()
 		api.mu.Lock()
 		defer api.mu.Unlock()
 		for _, p := range api.problems {
 			t.Errorf("fake API: %s", p)
 		}
 	})
-	return &harness{
-		h:   New(cfg, api, log),
-		api: api,
-		log: &logBuf,
-		ctx: context.WithValue(context.Background(), ctxKey{}, "handler ctx"),
-	}
+	return x
+}
+
+// close closes the Handler, flushing its background writers; later calls do
+// nothing.
+func (x *harness) close() {
+	x.closeOnce.Do(x.h.Close)
 }
 
 func (x *harness) send(c *worker.Client, frame string) {
@@ -212,17 +365,29 @@ func (x *harness) wantFrames(t *testing.T, clientID string, want ...string) {
 }
 
 // wantError fails unless clientID received exactly one error frame with code
-// and ref.
+// and ref and no cmid.
 func (x *harness) wantError(t *testing.T, clientID, code, ref string) {
+	t.Helper()
+	x.wantErrorCMID(t, clientID, code, ref, "")
+}
+
+// wantErrorCMID is wantError for an error frame that names cmid.
+func (x *harness) wantErrorCMID(t *testing.T, clientID, code, ref, cmid string) string {
 	t.Helper()
 	got := x.api.received(clientID)
 	if len(got) != 1 {
 		t.Fatalf("%s received %d frames %q, want one error frame", clientID, len(got), got)
 	}
-	checkErrorFrame(t, got[0], code, ref)
+	checkErrorFrameCMID(t, got[0], code, ref, cmid)
+	return got[0]
 }
 
 func checkErrorFrame(t *testing.T, frame, code, ref string) {
+	t.Helper()
+	checkErrorFrameCMID(t, frame, code, ref, "")
+}
+
+func checkErrorFrameCMID(t *testing.T, frame, code, ref, cmid string) {
 	t.Helper()
 	var e map[string]any
 	if err := json.Unmarshal([]byte(frame), &e); err != nil {
@@ -235,26 +400,165 @@ func checkErrorFrame(t *testing.T, frame, code, ref string) {
 	if gotRef, _ := e["ref"].(string); gotRef != ref {
 		t.Errorf("got %s, want ref %q", frame, ref)
 	}
+	if gotCMID, _ := e["cmid"].(string); gotCMID != cmid {
+		t.Errorf("got %s, want cmid %q", frame, cmid)
+	}
 	wantFields := 3 // type, code, message
 	if ref != "" {
 		wantFields++
 	}
+	if cmid != "" {
+		wantFields++
+	}
 	if !strings.HasPrefix(frame, `{"type":"error","code":`) || len(e) != wantFields {
-		t.Errorf("error frame %s does not have exactly the fields type, code, message (and ref when known) in order", frame)
+		t.Errorf("error frame %s does not have exactly the fields type, code, message (and ref, cmid when known) in order", frame)
 	}
 }
 
-func TestNewDefaults(t *testing.T) {
-	h := New(Config{}, newFakeAPI(time.Second), nil)
-	if h.timeout != 5*time.Second || h.loc != time.Local || h.now == nil || h.log == nil || h.insecureBind {
-		t.Errorf("New(Config{}) = %+v, want 5s timeout, time.Local, time.Now, a discard logger, secure bind", h)
+// decode unmarshals a frame into a map, failing the test if it is not a
+// JSON object.
+func decode(t testing.TB, frame string) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal([]byte(frame), &v); err != nil || v == nil {
+		t.Fatalf("frame %q is not a JSON object: %v", frame, err)
 	}
-	h = New(Config{Timeout: -time.Second}, newFakeAPI(time.Second), nil)
-	if h.timeout != 5*time.Second {
-		t.Errorf("negative Timeout became %v, want 5s", h.timeout)
+	return v
+}
+
+// msgIDOf returns the msg_id of a text or save frame.
+func msgIDOf(t testing.TB, frame string) int64 {
+	t.Helper()
+	var v struct {
+		MsgID *int64 `json:"msg_id"`
+	}
+	if err := json.Unmarshal([]byte(frame), &v); err != nil || v.MsgID == nil || *v.MsgID <= 0 {
+		t.Fatalf("frame %s has no positive msg_id (%v)", frame, err)
+	}
+	return *v.MsgID
+}
+
+// conversation returns every stored message between a and b, oldest first.
+func (x *harness) conversation(t testing.TB, a, b string) []store.Message {
+	t.Helper()
+	msgs, err := x.db.History(context.Background(), a, b, store.Page{Limit: 100})
+	if err != nil {
+		t.Fatalf("History(%s, %s): %v", a, b, err)
+	}
+	return msgs
+}
+
+// stored returns the stored message id of the conversation a–b, failing the
+// test if there is none.
+func (x *harness) stored(t testing.TB, a, b string, id int64) store.Message {
+	t.Helper()
+	m, ok := x.lookup(t, a, b, id)
+	if !ok {
+		t.Fatalf("message %d of %s/%s is not in the store", id, a, b)
+	}
+	return m
+}
+
+func (x *harness) lookup(t testing.TB, a, b string, id int64) (store.Message, bool) {
+	t.Helper()
+	msgs, err := x.db.History(context.Background(), a, b, store.Page{After: id - 1, Before: id + 1, Limit: 1})
+	if err != nil {
+		t.Fatalf("History(%s, %s) around %d: %v", a, b, id, err)
+	}
+	if len(msgs) != 1 || msgs[0].ID != id {
+		return store.Message{}, false
+	}
+	return msgs[0], true
+}
+
+// unread returns the store's unread counts of uid.
+func (x *harness) unread(t testing.TB, uid string) map[string]int {
+	t.Helper()
+	counts, err := x.db.UnreadCounts(context.Background(), uid)
+	if err != nil {
+		t.Fatalf("UnreadCounts(%s): %v", uid, err)
+	}
+	return counts
+}
+
+// waitDelivered waits until the store's Delivered flag of message id is
+// set: the Handler's background marker writes it after the delivery.
+func (x *harness) waitDelivered(t testing.TB, a, b string, id int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !x.stored(t, a, b, id).Delivered {
+		if time.Now().After(deadline) {
+			t.Fatalf("message %d never marked delivered", id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// dateOf is the date the Handler must send for m: its CreatedAt in testZone.
+func dateOf(m store.Message) string {
+	return m.CreatedAt.In(testZone).Format(dateLayout)
+}
+
+// checkCreatedAt fails unless m was stored between from and to.
+func checkCreatedAt(t testing.TB, m store.Message, from, to time.Time) {
+	t.Helper()
+	if m.CreatedAt.Before(from.Truncate(time.Microsecond)) || m.CreatedAt.After(to) {
+		t.Errorf("message %d CreatedAt %v, want between %v and %v", m.ID, m.CreatedAt, from, to)
+	}
+}
+
+// sayFrame builds a say request; cmid "" leaves the field out.
+func sayFrame(from, to, data, cmid string) string {
+	v := map[string]string{"type": "say", "frontId": from, "toId": to, "data": data}
+	if cmid != "" {
+		v["cmid"] = cmid
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// jsonString is s as a JSON string literal, HTML characters unescaped like
+// the Handler's frames.
+func jsonString(s string) string {
+	b, err := encodeFrame(s)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// wantMessageFrame is the exact text ("text"), save ("save", with isRead
+// and cmid) frame the Handler sends for m, sent by connection clientID.
+func wantMessageFrame(typ, clientID string, m store.Message, isRead int, cmid string) string {
+	s := `{"type":"` + typ + `","id":` + jsonString(clientID) + `,"frontId":` + jsonString(m.From) +
+		`,"toId":` + jsonString(m.To) + `,"date":"` + dateOf(m) + `","data":` + jsonString(escapeText(m.Text)) +
+		`,"raw":` + jsonString(m.Text) + `,"msg_id":` + strconv.FormatInt(m.ID, 10)
+	if typ == "save" {
+		s += `,"is_read":` + strconv.Itoa(isRead)
+		if cmid != "" {
+			s += `,"cmid":` + jsonString(cmid)
+		}
+	}
+	return s + "}"
+}
+
+func TestNewDefaults(t *testing.T) {
+	db := openTestStore(t)
+	h := New(Config{}, newFakeAPI(time.Second), db, nil)
+	defer h.Close()
+	if h.timeout != 5*time.Second || h.loc != time.Local || h.log == nil || h.insecureBind || h.store != db {
+		t.Errorf("New(Config{}) = %+v, want 5s timeout, time.Local, a discard logger, secure bind, the store", h)
+	}
+	h2 := New(Config{Timeout: -time.Second}, newFakeAPI(time.Second), db, nil)
+	defer h2.Close()
+	if h2.timeout != 5*time.Second {
+		t.Errorf("negative Timeout became %v, want 5s", h2.timeout)
 	}
 	// A nil logger must be usable: this logs a refusal.
-	h.OnMessage(context.Background(), &worker.Client{ID: "c1"}, worker.Message{Data: []byte("x")})
+	h2.OnMessage(context.Background(), &worker.Client{ID: "c1"}, worker.Message{Data: []byte("x")})
 }
 
 func TestOnConnectSendsInit(t *testing.T) {
@@ -287,8 +591,8 @@ func TestBindRequiresTokenWithoutInsecureBind(t *testing.T) {
 	if !strings.Contains(got[0], "-insecure-bind") {
 		t.Errorf("error frame %s does not mention -insecure-bind", got[0])
 	}
-	if len(x.api.binds) != 0 {
-		t.Errorf("binds %v, want none", x.api.binds)
+	if binds := x.api.bindsDone(); len(binds) != 0 {
+		t.Errorf("binds %v, want none", binds)
 	}
 }
 
@@ -302,15 +606,17 @@ func TestBind(t *testing.T) {
 		wantCode  string
 	}{
 		{name: "seed bind", frame: `{"client_id":"c1","frontId":"85","type":"bind"}`,
-			wantBind: "c1=85", wantFrame: `{"type":"bound","client_id":"c1","frontId":"85"}`},
+			wantBind: "c1=85", wantFrame: `{"type":"bound","client_id":"c1","frontId":"85","unread":{}}`},
 		{name: "integer frontId", frame: `{"type":"bind","client_id":"c1","frontId":85}`,
-			wantBind: "c1=85", wantFrame: `{"type":"bound","client_id":"c1","frontId":"85"}`},
+			wantBind: "c1=85", wantFrame: `{"type":"bound","client_id":"c1","frontId":"85","unread":{}}`},
 		{name: "without client_id", frame: `{"type":"bind","frontId":"用户"}`,
-			wantBind: "c1=用户", wantFrame: `{"type":"bound","client_id":"c1","frontId":"用户"}`},
+			wantBind: "c1=用户", wantFrame: `{"type":"bound","client_id":"c1","frontId":"用户","unread":{}}`},
 		{name: "uid 0", frame: `{"type":"bind","frontId":0}`,
-			wantBind: "c1=0", wantFrame: `{"type":"bound","client_id":"c1","frontId":"0"}`},
+			wantBind: "c1=0", wantFrame: `{"type":"bound","client_id":"c1","frontId":"0","unread":{}}`},
 		{name: "extra token ignored", frame: `{"type":"bind","frontId":"85","token":"t"}`,
-			wantBind: "c1=85", wantFrame: `{"type":"bound","client_id":"c1","frontId":"85"}`},
+			wantBind: "c1=85", wantFrame: `{"type":"bound","client_id":"c1","frontId":"85","unread":{}}`},
+		{name: "uid the store rejects still binds", frame: `{"type":"bind","frontId":"` + strings.Repeat("u", 300) + `"}`,
+			wantBind: "c1=" + strings.Repeat("u", 300), wantFrame: `{"type":"bound","client_id":"c1","frontId":"` + strings.Repeat("u", 300) + `","unread":{}}`},
 		{name: "other client_id", frame: `{"type":"bind","client_id":"c2","frontId":"85"}`, wantCode: "client_id_mismatch"},
 		{name: "empty client_id", frame: `{"type":"bind","client_id":"","frontId":"85"}`, wantCode: "client_id_mismatch"},
 		{name: "numeric client_id", frame: `{"type":"bind","client_id":1,"frontId":"85"}`, wantCode: "invalid_field"},
@@ -340,10 +646,51 @@ func TestBind(t *testing.T) {
 			if tt.wantBind != "" {
 				want = []string{tt.wantBind}
 			}
-			if !slices.Equal(x.api.binds, want) {
-				t.Errorf("binds %v, want %v", x.api.binds, want)
+			if binds := x.api.bindsDone(); !slices.Equal(binds, want) {
+				t.Errorf("binds %v, want %v", binds, want)
 			}
 		})
+	}
+}
+
+// TestBindShowsUnreadOfOfflineUID: messages to a uid with no connection
+// wait unread, and its next bind counts them per sender.
+func TestBindShowsUnreadOfOfflineUID(t *testing.T) {
+	x := newHarness(t, true)
+	a := x.api.connect("ca", "85")
+	z := x.api.connect("cz", "87")
+	x.send(a, sayFrame("85", "86", "one", ""))
+	x.send(a, sayFrame("85", "86", "two", "m2"))
+	x.send(z, sayFrame("87", "86", "three", ""))
+	x.send(a, sayFrame("85", "89", "not for 86", ""))
+	for _, id := range []string{"ca", "cz"} {
+		for _, f := range x.api.received(id) {
+			if v := decode(t, f); v["type"] == "save" && v["is_read"] != 0.0 {
+				t.Errorf("%s got %s, want is_read 0 for a message to an offline uid", id, f)
+			}
+		}
+	}
+
+	b := x.api.connect("cb", "")
+	x.send(b, `{"type":"bind","frontId":"86"}`)
+	x.wantFrames(t, "cb", `{"type":"bound","client_id":"cb","frontId":"86","unread":{"85":2,"87":1}}`)
+	// 85 has nothing unread: the map is present and empty.
+	a2 := x.api.connect("ca2", "")
+	x.send(a2, `{"type":"bind","frontId":"85"}`)
+	x.wantFrames(t, "ca2", `{"type":"bound","client_id":"ca2","frontId":"85","unread":{}}`)
+}
+
+// TestBindWhenUnreadCountsFail: the bind holds and the counts are empty.
+func TestBindWhenUnreadCountsFail(t *testing.T) {
+	db := openTestStore(t)
+	st := newFaultyStore(db)
+	st.setFail("UnreadCounts", errors.New("disk on fire"))
+	x := newHarnessOn(t, true, db, st)
+	c := x.api.connect("c1", "")
+	x.send(c, `{"type":"bind","frontId":"85"}`)
+	x.wantFrames(t, "c1", `{"type":"bound","client_id":"c1","frontId":"85","unread":{}}`)
+	if logs := x.log.String(); !strings.Contains(logs, "disk on fire") || !strings.Contains(logs, `"level":"WARN"`) {
+		t.Errorf("log %s lacks the UnreadCounts failure", logs)
 	}
 }
 
@@ -355,14 +702,29 @@ func TestSayDeliversTextAndSavesToEverySenderDevice(t *testing.T) {
 	x.api.connect("c2-phone", "86")
 	x.api.connect("c3", "87")
 
+	start := time.Now()
 	x.send(sender, `{"data":"你好 <b>\"x\" & 'y'\r\nbye\n","type":"say","frontId":"85","toId":"86"}`)
+	end := time.Now()
 
-	const body = `"id":"c1","frontId":"85","toId":"86","date":"` + testDate + `",` +
+	got := x.api.received("c2")
+	if len(got) != 1 {
+		t.Fatalf("c2 received %q, want one text", got)
+	}
+	id := msgIDOf(t, got[0])
+	m := x.stored(t, "85", "86", id)
+	checkCreatedAt(t, m, start, end)
+	date := dateOf(m)
+	if utc := m.CreatedAt.UTC().Format(dateLayout); date == utc {
+		t.Fatalf("date %s is the UTC date: the test zone is not in effect", date)
+	}
+	body := `"id":"c1","frontId":"85","toId":"86","date":"` + date + `",` +
 		`"data":"你好 &lt;b&gt;&quot;x&quot; &amp; &#039;y&#039;<br />\r\nbye<br />\n",` +
-		`"raw":"你好 <b>\"x\" & 'y'\r\nbye\n"`
+		`"raw":"你好 <b>\"x\" & 'y'\r\nbye\n","msg_id":` + strconv.FormatInt(id, 10)
 	text := `{"type":"text",` + body + `}`
 	save := `{"type":"save",` + body + `,"is_read":1}`
-	x.wantFrames(t, "c2", text)
+	if got[0] != text {
+		t.Errorf("c2 received\n%s\nwant\n%s", got[0], text)
+	}
 	x.wantFrames(t, "c2-phone", text)
 	x.wantFrames(t, "c1", save)
 	x.wantFrames(t, "c1-phone", save)
@@ -370,16 +732,74 @@ func TestSayDeliversTextAndSavesToEverySenderDevice(t *testing.T) {
 	if got, want := x.api.sendsToUID(), [][]string{{"86"}, {"85"}}; !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("SendToUID calls %v, want %v", got, want)
 	}
+	if m.From != "85" || m.To != "86" || m.Text != "你好 <b>\"x\" & 'y'\r\nbye\n" || m.Kind != store.KindText || m.CMID != "" {
+		t.Errorf("stored %+v, want the raw text from 85 to 86, kind text, no cmid", m)
+	}
+	x.waitDelivered(t, "85", "86", id)
+}
+
+// TestSayPersistsBeforeDelivering checks, from inside the API, that the
+// message a text frame carries is already in the store when the frame is
+// handed on, and that the save follows the text.
+func TestSayPersistsBeforeDelivering(t *testing.T) {
+	x := newHarness(t, true)
+	sender := x.api.connect("c1", "85")
+	x.api.connect("c2", "86")
+	var calls []string
+	x.api.setOnSendToUID(func(uids []string, data []byte) {
+		v := decode(t, string(data))
+		typ, _ := v["type"].(string)
+		calls = append(calls, typ)
+		id := msgIDOf(t, string(data))
+		m, ok := x.lookup(t, "85", "86", id)
+		if !ok {
+			t.Errorf("%s frame with msg_id %d sent to %v before the message was stored", typ, id, uids)
+			return
+		}
+		if m.Text != v["raw"] || m.From != "85" || m.To != "86" {
+			t.Errorf("%s frame %s does not match stored %+v", typ, data, m)
+		}
+		if v["date"] != dateOf(m) {
+			t.Errorf("%s frame date %v, want the stored CreatedAt in the zone, %s", typ, v["date"], dateOf(m))
+		}
+	})
+	for i := range 3 {
+		x.send(sender, sayFrame("85", "86", fmt.Sprintf("message %d", i), ""))
+	}
+	if want := []string{"text", "save", "text", "save", "text", "save"}; !slices.Equal(calls, want) {
+		t.Errorf("SendToUID frame types %v, want %v", calls, want)
+	}
+	// Ids increase in sending order.
+	var ids []int64
+	for _, f := range x.api.received("c2") {
+		ids = append(ids, msgIDOf(t, f))
+	}
+	if len(ids) != 3 || !slices.IsSorted(ids) || ids[0] == ids[1] || ids[1] == ids[2] {
+		t.Errorf("msg_ids %v, want three increasing ids", ids)
+	}
 }
 
 func TestSayToOfflineUIDSavesUnread(t *testing.T) {
 	x := newHarness(t, true)
 	sender := x.api.connect("c1", "85")
 	x.send(sender, `{"type":"say","frontId":"85","toId":"86","data":"anyone?"}`)
-	x.wantFrames(t, "c1", `{"type":"save","id":"c1","frontId":"85","toId":"86","date":"`+testDate+
-		`","data":"anyone?","raw":"anyone?","is_read":0}`)
+	got := x.api.received("c1")
+	if len(got) != 1 {
+		t.Fatalf("c1 received %q, want one save", got)
+	}
+	m := x.stored(t, "85", "86", msgIDOf(t, got[0]))
+	if want := wantMessageFrame("save", "c1", m, 0, ""); got[0] != want {
+		t.Errorf("c1 received\n%s\nwant\n%s", got[0], want)
+	}
 	if got := x.api.sendsToUID(); len(got) != 2 || got[0][0] != "86" {
 		t.Errorf("SendToUID calls %v, want a delivery attempt to 86 and a save to 85", got)
+	}
+	if got := x.unread(t, "86"); got["85"] != 1 || len(got) != 1 {
+		t.Errorf("unread of 86 = %v, want {85:1}", got)
+	}
+	x.close() // flushes the delivered marker
+	if m := x.stored(t, "85", "86", m.ID); m.Delivered {
+		t.Errorf("undelivered message %d marked delivered", m.ID)
 	}
 }
 
@@ -388,8 +808,17 @@ func TestSayAcceptsIntegerUIDs(t *testing.T) {
 	sender := x.api.connect("c1", "85")
 	x.api.connect("c2", "86")
 	x.send(sender, `{"type":"say","frontId":85,"toId":86,"data":""}`)
-	x.wantFrames(t, "c2", `{"type":"text","id":"c1","frontId":"85","toId":"86","date":"`+testDate+`","data":"","raw":""}`)
-	x.wantFrames(t, "c1", `{"type":"save","id":"c1","frontId":"85","toId":"86","date":"`+testDate+`","data":"","raw":"","is_read":1}`)
+	got := x.api.received("c2")
+	if len(got) != 1 {
+		t.Fatalf("c2 received %q, want one text", got)
+	}
+	m := x.stored(t, "85", "86", msgIDOf(t, got[0]))
+	date := dateOf(m)
+	id := strconv.FormatInt(m.ID, 10)
+	if want := `{"type":"text","id":"c1","frontId":"85","toId":"86","date":"` + date + `","data":"","raw":"","msg_id":` + id + `}`; got[0] != want {
+		t.Errorf("c2 received\n%s\nwant\n%s", got[0], want)
+	}
+	x.wantFrames(t, "c1", `{"type":"save","id":"c1","frontId":"85","toId":"86","date":"`+date+`","data":"","raw":"","msg_id":`+id+`,"is_read":1}`)
 }
 
 func TestSayToSelf(t *testing.T) {
@@ -398,36 +827,54 @@ func TestSayToSelf(t *testing.T) {
 	x.send(sender, `{"type":"say","frontId":"85","toId":"85","data":"note"}`)
 	got := x.api.received("c1")
 	if len(got) != 2 || !strings.HasPrefix(got[0], `{"type":"text"`) || !strings.HasSuffix(got[1], `"is_read":1}`) {
-		t.Errorf("received %q, want the text and a save with is_read 1", got)
+		t.Fatalf("received %q, want the text and a save with is_read 1", got)
+	}
+	if msgIDOf(t, got[0]) != msgIDOf(t, got[1]) {
+		t.Errorf("text %s and save %s carry different msg_ids", got[0], got[1])
+	}
+	if msgs := x.conversation(t, "85", "85"); len(msgs) != 1 || msgs[0].Text != "note" {
+		t.Errorf("stored %+v, want the one note", msgs)
 	}
 }
 
 func TestSayRefused(t *testing.T) {
+	long := strings.Repeat("x", 300)
 	tests := []struct {
 		name     string
 		uid      string // the sender connection's uid
 		frame    string
 		wantCode string
+		wantCMID string
 	}{
-		{"unbound", "", `{"type":"say","frontId":"85","toId":"86","data":"hi"}`, "not_bound"},
-		{"unbound without fields", "", `{"type":"say"}`, "not_bound"},
-		{"forged frontId", "85", `{"type":"say","frontId":"86","toId":"87","data":"hi"}`, "forbidden"},
-		{"forged integer frontId", "85", `{"type":"say","frontId":86,"toId":"86","data":"hi"}`, "forbidden"},
-		{"frontId differs by case", "abc", `{"type":"say","frontId":"ABC","toId":"86","data":"hi"}`, "forbidden"},
-		{"missing frontId", "85", `{"type":"say","toId":"86","data":"hi"}`, "missing_field"},
-		{"missing toId", "85", `{"type":"say","frontId":"85","data":"hi"}`, "missing_field"},
-		{"empty toId", "85", `{"type":"say","frontId":"85","toId":"","data":"hi"}`, "missing_field"},
-		{"bool toId", "85", `{"type":"say","frontId":"85","toId":false,"data":"hi"}`, "invalid_field"},
-		{"float toId", "85", `{"type":"say","frontId":"85","toId":86.0,"data":"hi"}`, "invalid_field"},
-		{"exponent toId", "85", `{"type":"say","frontId":"85","toId":8.6e1,"data":"hi"}`, "invalid_field"},
-		{"huge toId", "85", `{"type":"say","frontId":"85","toId":99999999999999999999,"data":"hi"}`, "invalid_field"},
-		{"null toId", "85", `{"type":"say","frontId":"85","toId":null,"data":"hi"}`, "invalid_field"},
-		{"object toId", "85", `{"type":"say","frontId":"85","toId":{},"data":"hi"}`, "invalid_field"},
-		{"array toId", "85", `{"type":"say","frontId":"85","toId":["86"],"data":"hi"}`, "invalid_field"},
-		{"missing data", "85", `{"type":"say","frontId":"85","toId":"86"}`, "missing_field"},
-		{"numeric data", "85", `{"type":"say","frontId":"85","toId":"86","data":42}`, "invalid_field"},
-		{"null data", "85", `{"type":"say","frontId":"85","toId":"86","data":null}`, "invalid_field"},
-		{"object data", "85", `{"type":"say","frontId":"85","toId":"86","data":{"text":"hi"}}`, "invalid_field"},
+		{"unbound", "", `{"type":"say","frontId":"85","toId":"86","data":"hi"}`, "not_bound", ""},
+		{"unbound with cmid", "", `{"type":"say","frontId":"85","toId":"86","data":"hi","cmid":"m1"}`, "not_bound", ""},
+		{"unbound without fields", "", `{"type":"say"}`, "not_bound", ""},
+		{"forged frontId", "85", `{"type":"say","frontId":"86","toId":"87","data":"hi"}`, "forbidden", ""},
+		{"forged frontId with cmid", "85", `{"type":"say","frontId":"86","toId":"87","data":"hi","cmid":"m1"}`, "forbidden", "m1"},
+		{"forged integer frontId", "85", `{"type":"say","frontId":86,"toId":"86","data":"hi"}`, "forbidden", ""},
+		{"frontId differs by case", "abc", `{"type":"say","frontId":"ABC","toId":"86","data":"hi"}`, "forbidden", ""},
+		{"missing frontId", "85", `{"type":"say","toId":"86","data":"hi"}`, "missing_field", ""},
+		{"missing toId", "85", `{"type":"say","frontId":"85","data":"hi"}`, "missing_field", ""},
+		{"empty toId", "85", `{"type":"say","frontId":"85","toId":"","data":"hi"}`, "missing_field", ""},
+		{"bool toId", "85", `{"type":"say","frontId":"85","toId":false,"data":"hi"}`, "invalid_field", ""},
+		{"float toId", "85", `{"type":"say","frontId":"85","toId":86.0,"data":"hi"}`, "invalid_field", ""},
+		{"exponent toId", "85", `{"type":"say","frontId":"85","toId":8.6e1,"data":"hi"}`, "invalid_field", ""},
+		{"huge toId", "85", `{"type":"say","frontId":"85","toId":99999999999999999999,"data":"hi"}`, "invalid_field", ""},
+		{"null toId", "85", `{"type":"say","frontId":"85","toId":null,"data":"hi"}`, "invalid_field", ""},
+		{"object toId", "85", `{"type":"say","frontId":"85","toId":{},"data":"hi"}`, "invalid_field", ""},
+		{"array toId", "85", `{"type":"say","frontId":"85","toId":["86"],"data":"hi"}`, "invalid_field", ""},
+		{"missing data", "85", `{"type":"say","frontId":"85","toId":"86"}`, "missing_field", ""},
+		{"numeric data", "85", `{"type":"say","frontId":"85","toId":"86","data":42}`, "invalid_field", ""},
+		{"null data", "85", `{"type":"say","frontId":"85","toId":"86","data":null}`, "invalid_field", ""},
+		{"object data", "85", `{"type":"say","frontId":"85","toId":"86","data":{"text":"hi"}}`, "invalid_field", ""},
+		{"numeric cmid", "85", `{"type":"say","frontId":"85","toId":"86","data":"hi","cmid":7}`, "invalid_field", ""},
+		{"object cmid", "85", `{"type":"say","frontId":"85","toId":"86","data":"hi","cmid":{}}`, "invalid_field", ""},
+		{"cmid over 64 bytes", "85", `{"type":"say","frontId":"85","toId":"86","data":"hi","cmid":"` + strings.Repeat("c", 65) + `"}`, "invalid_field", ""},
+		{"cmid over 64 bytes in runes", "85", `{"type":"say","frontId":"85","toId":"86","data":"hi","cmid":"` + strings.Repeat("消", 22) + `"}`, "invalid_field", ""},
+		// Refused by the store's validation, before anything is written.
+		{"NUL in data", "85", `{"type":"say","frontId":"85","toId":"86","data":"a\u0000b","cmid":"m1"}`, "invalid_field", "m1"},
+		{"data over 16 KiB", "85", `{"type":"say","frontId":"85","toId":"86","data":"` + strings.Repeat("d", store.MaxTextBytes+1) + `"}`, "invalid_field", ""},
+		{"toId over 255 bytes", "85", `{"type":"say","frontId":"85","toId":"` + long + `","data":"hi"}`, "invalid_field", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -436,29 +883,76 @@ func TestSayRefused(t *testing.T) {
 			x.api.connect("c2", "86")
 			x.api.connect("c3", "87")
 			x.send(c, tt.frame)
-			x.wantError(t, "c1", tt.wantCode, "say")
+			x.wantErrorCMID(t, "c1", tt.wantCode, "say", tt.wantCMID)
 			x.wantFrames(t, "c2")
 			x.wantFrames(t, "c3")
 			if sends := x.api.sendsToUID(); len(sends) != 0 {
 				t.Errorf("SendToUID calls %v, want none", sends)
 			}
+			for _, uid := range []string{"85", "86", "87", "abc"} {
+				if got := x.unread(t, uid); len(got) != 0 {
+					t.Errorf("a refused say stored messages: unread of %s = %v", uid, got)
+				}
+			}
 		})
 	}
 }
 
-func TestSayDeliveryFailureRepliesUnavailableWithoutSave(t *testing.T) {
+// TestSayAcceptsCMIDUpTo64Bytes: the limit is inclusive; null and "" mean
+// no cmid.
+func TestSayAcceptsCMIDUpTo64Bytes(t *testing.T) {
+	for _, tt := range []struct{ name, field, want string }{
+		{"64 bytes", `"cmid":"` + strings.Repeat("c", 64) + `"`, strings.Repeat("c", 64)},
+		{"63 bytes of runes", `"cmid":"` + strings.Repeat("消", 21) + `"`, strings.Repeat("消", 21)},
+		{"null", `"cmid":null`, ""},
+		{"empty", `"cmid":""`, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newHarness(t, true)
+			c := x.api.connect("c1", "85")
+			x.send(c, `{"type":"say","frontId":"85","toId":"86","data":"hi",`+tt.field+`}`)
+			got := x.api.received("c1")
+			if len(got) != 1 {
+				t.Fatalf("c1 received %q, want one save", got)
+			}
+			m := x.stored(t, "85", "86", msgIDOf(t, got[0]))
+			if m.CMID != tt.want {
+				t.Errorf("stored cmid %q, want %q", m.CMID, tt.want)
+			}
+			if want := wantMessageFrame("save", "c1", m, 0, tt.want); got[0] != want {
+				t.Errorf("c1 received\n%s\nwant\n%s", got[0], want)
+			}
+		})
+	}
+}
+
+func TestSayDeliveryFailureSavesUnread(t *testing.T) {
 	x := newHarness(t, true)
 	sender := x.api.connect("c1", "85")
 	x.api.connect("c1-phone", "85")
-	x.api.failUID["86"] = fmt.Errorf("gateway g1: %w", worker.ErrUnavailable)
-	x.send(sender, `{"type":"say","frontId":"85","toId":"86","data":"top secret body"}`)
-	x.wantError(t, "c1", "unavailable", "say")
-	x.wantFrames(t, "c1-phone")
-	if got := x.api.sendsToUID(); len(got) != 1 {
-		t.Errorf("SendToUID calls %v, want only the failed delivery", got)
+	x.api.connect("c2", "86")
+	x.api.setFailUID("86", fmt.Errorf("gateway g1: %w", worker.ErrUnavailable))
+	x.send(sender, `{"type":"say","frontId":"85","toId":"86","data":"top secret body","cmid":"m1"}`)
+	got := x.api.received("c1")
+	if len(got) != 1 {
+		t.Fatalf("c1 received %q, want one save", got)
+	}
+	m := x.stored(t, "85", "86", msgIDOf(t, got[0]))
+	save := wantMessageFrame("save", "c1", m, 0, "m1")
+	if got[0] != save {
+		t.Errorf("c1 received\n%s\nwant\n%s", got[0], save)
+	}
+	x.wantFrames(t, "c1-phone", save)
+	x.wantFrames(t, "c2")
+	if got, want := x.api.sendsToUID(), [][]string{{"86"}, {"85"}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("SendToUID calls %v, want %v", got, want)
+	}
+	if got := x.unread(t, "86"); got["85"] != 1 || len(got) != 1 {
+		t.Errorf("unread of 86 = %v, want {85:1}", got)
 	}
 	logs := x.log.String()
-	for _, want := range []string{`"client_id":"c1"`, `"uid":"85"`, `"err":"deliver to uid 86: gateway g1: unavailable"`, `"level":"WARN"`} {
+	for _, want := range []string{`"client_id":"c1"`, `"uid":"85"`, `"msg_id":` + strconv.FormatInt(m.ID, 10),
+		`"err":"gateway g1: unavailable"`, `"level":"WARN"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log %s lacks %s", logs, want)
 		}
@@ -466,13 +960,30 @@ func TestSayDeliveryFailureRepliesUnavailableWithoutSave(t *testing.T) {
 	if strings.Contains(logs, "top secret") {
 		t.Errorf("log %s contains the message body", logs)
 	}
+
+	// The recipient sees it through history, unread.
+	r := &worker.Client{ID: "c2", UID: "86"}
+	x.send(r, `{"type":"history","toId":"85"}`)
+	hist := x.api.received("c2")
+	if len(hist) != 1 || !strings.Contains(hist[0], `"msg_id":`+strconv.FormatInt(m.ID, 10)) || !strings.Contains(hist[0], `"is_read":0`) {
+		t.Errorf("recipient history %q, want message %d unread", hist, m.ID)
+	}
+
+	// A retry once the gateway is back delivers the waiting message.
+	x.api.setFailUID("86", nil)
+	x.send(sender, `{"type":"say","frontId":"85","toId":"86","data":"top secret body","cmid":"m1"}`)
+	x.wantFrames(t, "c2", wantMessageFrame("text", "c1", m, 0, ""))
+	x.wantFrames(t, "c1", wantMessageFrame("save", "c1", m, 1, "m1"))
+	if msgs := x.conversation(t, "85", "86"); len(msgs) != 1 {
+		t.Errorf("stored %d messages, want 1", len(msgs))
+	}
 }
 
 func TestSaySaveFailureIsLoggedOnly(t *testing.T) {
 	x := newHarness(t, true)
 	sender := x.api.connect("c1", "85")
 	x.api.connect("c2", "86")
-	x.api.failUID["85"] = worker.ErrUnavailable
+	x.api.setFailUID("85", worker.ErrUnavailable)
 	x.send(sender, `{"type":"say","frontId":"85","toId":"86","data":"hi"}`)
 	if got := x.api.received("c2"); len(got) != 1 {
 		t.Errorf("recipient received %q, want the text", got)
@@ -508,6 +1019,7 @@ func TestGarbageGetsErrorFramesAndTheConnectionStaysUsable(t *testing.T) {
 		{"numeric type", `{"type":1}`, false, "invalid_field", ""},
 		{"unknown type", `{"type":"dance"}`, false, "unknown_type", "dance"},
 		{"server type from a client", `{"type":"text","frontId":"85","toId":"86","data":"hi"}`, false, "unknown_type", "text"},
+		{"receipt type from a client", `{"type":"receipt","frontId":"85","toId":"86","upTo":1}`, false, "unknown_type", "receipt"},
 		{"type in other case", `{"type":"SAY","frontId":"85","toId":"86","data":"hi"}`, false, "unknown_type", "SAY"},
 	}
 	for _, tt := range tests {
@@ -519,6 +1031,9 @@ func TestGarbageGetsErrorFramesAndTheConnectionStaysUsable(t *testing.T) {
 			x.wantError(t, "c1", tt.wantCode, tt.wantRef)
 			if sends := x.api.sendsToUID(); len(sends) != 0 {
 				t.Errorf("SendToUID calls %v, want none", sends)
+			}
+			if msgs := x.conversation(t, "85", "86"); len(msgs) != 0 {
+				t.Errorf("garbage stored %+v", msgs)
 			}
 			// The next good frame still works.
 			x.send(c, `{"type":"say","frontId":"85","toId":"86","data":"still here"}`)
@@ -550,36 +1065,52 @@ func TestSeedConversation(t *testing.T) {
 		}
 		// The seed builds this frame by string concatenation.
 		x.send(c.conn, `{"client_id":"`+init.ClientID+`","frontId":"`+c.uid+`","type":"bind"}`)
-		x.wantFrames(t, c.conn.ID, `{"type":"bound","client_id":"`+c.conn.ID+`","frontId":"`+c.uid+`"}`)
+		x.wantFrames(t, c.conn.ID, `{"type":"bound","client_id":"`+c.conn.ID+`","frontId":"`+c.uid+`","unread":{}}`)
 		c.conn.UID = c.uid // the worker reports the new uid with the next event
 	}
 	x.send(a, `{"data":"在吗?","type":"say","frontId":"85","toId":"86"}`)
-	var text map[string]any
 	frames := x.api.received("cb")
-	if len(frames) != 1 || json.Unmarshal([]byte(frames[0]), &text) != nil {
+	if len(frames) != 1 {
 		t.Fatalf("cb got %q, want one text frame", frames)
 	}
-	if text["type"] != "text" || text["frontId"] != "85" || text["data"] != "在吗?" || text["date"] != testDate {
-		t.Errorf("cb got %v", text)
+	text := decode(t, frames[0])
+	m := x.stored(t, "85", "86", msgIDOf(t, frames[0]))
+	if text["type"] != "text" || text["frontId"] != "85" || text["data"] != "在吗?" || text["date"] != dateOf(m) {
+		t.Errorf("cb got %v, want the text dated %s", text, dateOf(m))
 	}
 }
 
 // FuzzOnMessage feeds arbitrary frames to bound and unbound connections and
 // checks that nothing panics, that every frame sent is a JSON object with a
-// type, and that nothing is ever delivered on behalf of another uid.
+// type, that replies go to the asking connection only and that nothing is
+// ever delivered on behalf of another uid. All inputs share one store.
 func FuzzOnMessage(f *testing.F) {
 	for _, s := range []string{
 		``, `{}`, `null`, `[]`, `{"type":"bind","client_id":"c1","frontId":"85"}`,
 		`{"type":"bind","frontId":85}`, `{"type":"say","frontId":"85","toId":"86","data":"<a>\r\n"}`,
 		`{"type":"say","frontId":"86","toId":"85","data":"x"}`, `{"type":"say","frontId":85,"toId":86,"data":"\ud800"}`,
 		`{"type":"say","frontId":"85","toId":"86","data":"` + "\xe4\xb8" + `"}`, `{"type":5}`, `{"type":"x"}`,
+		`{"type":"say","frontId":"85","toId":"0","data":"x","cmid":"c-1"}`,
+		`{"type":"say","frontId":"85","toId":"86","data":"a\u0000b"}`,
+		`{"type":"history","toId":"86"}`, `{"type":"history","toId":86,"limit":50,"before":3}`,
+		`{"type":"history","toId":"86","after":1,"limit":2}`, `{"type":"history","toId":"86","before":1,"after":1}`,
+		`{"type":"read","toId":"86","upTo":5}`, `{"type":"read","toId":"0","upTo":0}`,
+		`{"type":"profile","toId":"86"}`, `{"type":"profile","toId":"a/b c"}`,
 	} {
 		f.Add([]byte(s), false, true)
 		f.Add([]byte(s), false, false)
 	}
 	f.Add([]byte{0xff, 0x00}, true, true)
+	db := openTestStore(f)
+	// Messages from 86 and 0 to 85 give reads something to mark.
+	if _, err := db.SaveMessages(context.Background(), []store.NewMessage{
+		{From: "86", To: "85", Text: "hi", Kind: store.KindText},
+		{From: "0", To: "85", Text: "hi", Kind: store.KindText},
+	}); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte, binary, bound bool) {
-		x := newHarness(t, true)
+		x := newHarnessOn(t, true, db, db)
 		uid := ""
 		if bound {
 			uid = "85"
@@ -599,16 +1130,16 @@ func FuzzOnMessage(f *testing.F) {
 				}
 				typ, _ := v["type"].(string)
 				switch typ {
-				case "error":
+				case "error", "history", "profile":
 					if id != "c1" {
-						t.Fatalf("error frame %s sent to %s", frame, id)
+						t.Fatalf("%s frame %s sent to %s", typ, frame, id)
 					}
-				case "text", "save":
+				case "text", "save", "receipt":
 					if v["frontId"] != "85" || !bound {
 						t.Fatalf("%s frame %s sent on behalf of another uid (sender bound %v)", typ, frame, bound)
 					}
 				case "bound":
-					if v["client_id"] != "c1" {
+					if v["client_id"] != "c1" || id != "c1" {
 						t.Fatalf("bound frame %s for another connection", frame)
 					}
 				default:

@@ -15,6 +15,7 @@ const (
 	codeForbidden        = "forbidden"
 	codeTokenRequired    = "token_required"
 	codeUnavailable      = "unavailable"
+	codeStoreFailed      = "store_failed"
 )
 
 // frameError is a request the Handler refuses: it becomes an error frame sent
@@ -23,7 +24,14 @@ const (
 type frameError struct {
 	code    string
 	message string
+	cmid    string
 	err     error
+}
+
+// withCMID names the client message id the error is about.
+func (e *frameError) withCMID(cmid string) *frameError {
+	e.cmid = cmid
+	return e
 }
 
 func (e *frameError) Error() string {
@@ -54,4 +62,6 @@ type errorFrame struct {
 	Message string `json:"message"`
 	// Ref is the type of the request that failed, when it is known.
 	Ref string `json:"ref,omitempty"`
+	// CMID is the client message id of the say that failed, when it had one.
+	CMID string `json:"cmid,omitempty"`
 }

@@ -3,22 +3,27 @@ package chat
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 )
 
 // Request types a client may send.
 const (
-	typeBind = "bind"
-	typeSay  = "say"
+	typeBind    = "bind"
+	typeSay     = "say"
+	typeHistory = "history"
+	typeRead    = "read"
+	typeProfile = "profile"
 )
 
 // Frame types the server sends.
 const (
-	typeInit  = "init"
-	typeBound = "bound"
-	typeText  = "text"
-	typeSave  = "save"
-	typeError = "error"
+	typeInit    = "init"
+	typeBound   = "bound"
+	typeText    = "text"
+	typeSave    = "save"
+	typeError   = "error"
+	typeReceipt = "receipt"
 )
 
 // Field names of client requests, exactly as the seed's clients spell them.
@@ -28,6 +33,22 @@ const (
 	fieldFrontID  = "frontId"
 	fieldToID     = "toId"
 	fieldData     = "data"
+	fieldCMID     = "cmid"
+	fieldLimit    = "limit"
+	fieldBefore   = "before"
+	fieldAfter    = "after"
+	fieldUpTo     = "upTo"
+)
+
+// Limits of client requests.
+const (
+	// maxCMIDBytes is the longest client message id accepted.
+	maxCMIDBytes = 64
+	// defaultHistory is how many messages a history request returns by
+	// default: the seed's "last 10 messages".
+	defaultHistory = 10
+	// maxHistory is the most one history request returns.
+	maxHistory = 50
 )
 
 // initFrame greets a new connection with its client_id.
@@ -41,6 +62,8 @@ type boundFrame struct {
 	Type     string `json:"type"` // always "bound"
 	ClientID string `json:"client_id"`
 	FrontID  string `json:"frontId"`
+	// Unread counts the unread messages to the uid per sender.
+	Unread map[string]int `json:"unread"`
 }
 
 // textFrame is a chat message: "text" to the recipient's connections, "save"
@@ -53,9 +76,60 @@ type textFrame struct {
 	Date    string `json:"date"`
 	Data    string `json:"data"` // nl2br(htmlspecialchars(raw))
 	Raw     string `json:"raw"`
+	// MsgID is the stored message's id.
+	MsgID int64 `json:"msg_id"`
 	// IsRead is 1 when the message reached at least one connection of the
 	// recipient, else 0; nil (absent) in "text" frames.
 	IsRead *int `json:"is_read,omitempty"`
+	// CMID echoes the sender's client message id in "save" frames.
+	CMID string `json:"cmid,omitempty"`
+}
+
+// historyItem is one message of a history reply.
+type historyItem struct {
+	MsgID   int64  `json:"msg_id"`
+	FrontID string `json:"frontId"`
+	ToID    string `json:"toId"`
+	Date    string `json:"date"`
+	Data    string `json:"data"`
+	Raw     string `json:"raw"`
+	Kind    int    `json:"kind"`
+	// IsRead is 1 once the recipient marked the message read.
+	IsRead int `json:"is_read"`
+}
+
+// historyFrame answers a history request.
+type historyFrame struct {
+	Type     string        `json:"type"` // always "history"
+	ToID     string        `json:"toId"`
+	Messages []historyItem `json:"messages"` // oldest first
+	// More is true when further messages exist beyond this page in the
+	// direction asked (older for before, newer for after).
+	More bool `json:"more"`
+}
+
+// receiptFrame tells both parties that FrontID read ToID's messages up to
+// UpTo.
+type receiptFrame struct {
+	Type    string `json:"type"` // always "receipt"
+	FrontID string `json:"frontId"`
+	ToID    string `json:"toId"`
+	UpTo    int64  `json:"upTo"`
+}
+
+// profile is one user's public profile.
+type profile struct {
+	UID      string `json:"uid"`
+	Nickname string `json:"nickname"`
+	Avatar   string `json:"avatar"`
+	Role     string `json:"role"`
+}
+
+// profileFrame answers a profile request (the seed's get/head and get/name).
+type profileFrame struct {
+	Type string  `json:"type"` // always "profile"
+	Self profile `json:"self"`
+	Peer profile `json:"peer"`
 }
 
 // request is a decoded client frame: a JSON object whose fields are kept raw
@@ -79,6 +153,7 @@ type sayRequest struct {
 	frontID string
 	toID    string
 	data    string
+	cmid    string
 }
 
 // parseRequest decodes a text frame into a request with a non-empty type.
@@ -137,7 +212,25 @@ func decodeSay(req request) (sayRequest, *frameError) {
 	if err := json.Unmarshal(raw, &s.data); err != nil || isNull(raw) {
 		return s, errInvalidField(fieldData, "a string")
 	}
+	if raw, ok := req.field(fieldCMID); ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &s.cmid); err != nil || len(s.cmid) > maxCMIDBytes {
+			return s, errInvalidField(fieldCMID, fmt.Sprintf("a string of at most %d bytes", maxCMIDBytes))
+		}
+	}
 	return s, nil
+}
+
+// int decodes an optional non-negative integer field; absent or null is 0.
+func (r request) int(name string) (int64, *frameError) {
+	raw, ok := r.field(name)
+	if !ok || isNull(raw) {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil || n < 0 {
+		return 0, errInvalidField(name, "a non-negative integer")
+	}
+	return n, nil
 }
 
 // field returns the raw value of a field, without surrounding white space.

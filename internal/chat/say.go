@@ -1,0 +1,123 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/gatewire/gatewire/internal/store"
+	"github.com/gatewire/gatewire/internal/worker"
+)
+
+// say handles {"type":"say","frontId":"85","toId":"86","data":"...",
+// "cmid":"..."}: persist, then deliver, then acknowledge. The message is
+// stored first; a "text" frame then goes to every connection of toId and a
+// "save" frame, carrying the stored msg_id, to every connection of the
+// sender's uid. A retry with the same cmid stores nothing new, is not
+// delivered again once it was delivered, and gets the same save. If the
+// store fails the sender gets an error frame naming the cmid and no save.
+func (h *Handler) say(ctx context.Context, c *worker.Client, req request) *frameError {
+	if c.UID == "" {
+		return newFrameError(codeNotBound, "bind this connection to a uid before sending messages")
+	}
+	s, ferr := decodeSay(req)
+	if ferr != nil {
+		return ferr
+	}
+	if s.frontID != c.UID {
+		return newFrameError(codeForbidden, "frontId must be the uid this connection is bound to").withCMID(s.cmid)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, h.timeout)
+	saved, err := h.saver.Save(callCtx, store.NewMessage{From: s.frontID, To: s.toID, Text: s.data, Kind: store.KindText, CMID: s.cmid})
+	cancel()
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return (&frameError{code: codeInvalidField, message: "the message cannot be stored: " + err.Error(), err: err}).withCMID(s.cmid)
+		}
+		return (&frameError{code: codeStoreFailed, message: "the message was not stored; send it again with the same cmid",
+			err: fmt.Errorf("store message from %s to %s: %w", s.frontID, s.toID, err)}).withCMID(s.cmid)
+	}
+	m := saved.Message
+	msg := h.messageFrame(typeText, c.ID, m)
+
+	// The say that stored the message holds its delivery; a retry delivers
+	// only if it can claim it (an earlier attempt reached nobody).
+	deliver := !saved.Duplicate
+	delivered := m.Delivered
+	if saved.Duplicate {
+		callCtx, cancel = context.WithTimeout(ctx, h.timeout)
+		claimed, err := h.store.ClaimDelivery(callCtx, m.ID)
+		cancel()
+		if err != nil {
+			h.log.WarnContext(ctx, "claim delivery of a retried message", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)
+		}
+		deliver = claimed
+	}
+	if deliver {
+		delivered = h.deliver(ctx, c, msg, m)
+	}
+
+	isRead := 0
+	if delivered {
+		isRead = 1
+	}
+	msg.Type, msg.IsRead, msg.CMID = typeSave, &isRead, m.CMID
+	save, err := encodeFrame(msg)
+	if err != nil {
+		h.log.ErrorContext(ctx, "encode save frame", "client_id", c.ID, "uid", c.UID, "err", err)
+		return nil
+	}
+	callCtx, cancel = context.WithTimeout(ctx, h.timeout)
+	_, err = h.api.SendToUID(callCtx, []string{c.UID}, save, false)
+	cancel()
+	if err != nil {
+		// The message is stored and was handed on; a retry with the same
+		// cmid gets this save again.
+		h.log.WarnContext(ctx, "send save frame to sender", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)
+	}
+	return nil
+}
+
+// messageFrame builds the wire form of a stored message; senderClientID is
+// the "id" field ("" when unknown, as in history).
+func (h *Handler) messageFrame(typ, senderClientID string, m store.Message) textFrame {
+	return textFrame{
+		Type:    typ,
+		ID:      senderClientID,
+		FrontID: m.From,
+		ToID:    m.To,
+		Date:    m.CreatedAt.In(h.loc).Format(dateLayout),
+		Data:    escapeText(m.Text),
+		Raw:     m.Text,
+		MsgID:   m.ID,
+	}
+}
+
+// deliver sends the text frame to every connection of the recipient and
+// reports whether any got it. When none did, the delivery is released so
+// that a retry of the message delivers it; it waits as unread meanwhile.
+func (h *Handler) deliver(ctx context.Context, c *worker.Client, msg textFrame, m store.Message) bool {
+	text, err := encodeFrame(msg)
+	if err != nil { // cannot happen: every field is a string or a number
+		h.log.ErrorContext(ctx, "encode text frame", "client_id", c.ID, "msg_id", m.ID, "err", err)
+		return false
+	}
+	callCtx, cancel := context.WithTimeout(ctx, h.timeout)
+	n, err := h.api.SendToUID(callCtx, []string{m.To}, text, false)
+	cancel()
+	if err != nil {
+		// The message is stored: it waits as unread and reaches the
+		// recipient through history. The sender still gets its save.
+		h.log.WarnContext(ctx, "deliver message", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)
+	}
+	if n > 0 {
+		return true
+	}
+	callCtx, cancel = context.WithTimeout(ctx, h.timeout)
+	err = h.store.ReleaseDelivery(callCtx, m.ID)
+	cancel()
+	if err != nil {
+		h.log.WarnContext(ctx, "release delivery", "client_id", c.ID, "msg_id", m.ID, "err", err)
+	}
+	return false
+}

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// countingStore counts SaveMessages calls and their sizes.
+type countingStore struct {
+	Store
+	mu      sync.Mutex
+	batches []int
+}
+
+func (c *countingStore) SaveMessages(ctx context.Context, msgs []NewMessage) ([]Saved, error) {
+	c.mu.Lock()
+	c.batches = append(c.batches, len(msgs))
+	c.mu.Unlock()
+	return c.Store.SaveMessages(ctx, msgs)
+}
+
+func TestBatcher(t *testing.T) {
+	st, err := OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "b.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cs := &countingStore{Store: st}
+	b := NewBatcher(cs, 16)
+	defer b.Close()
+
+	t.Run("LoneMessage", func(t *testing.T) {
+		s, err := b.Save(t.Context(), NewMessage{From: "1", To: "2", Text: "hi", Kind: KindText})
+		if err != nil || s.Message.ID == 0 || s.Message.Text != "hi" {
+			t.Fatalf("Save = %+v, %v", s, err)
+		}
+	})
+	t.Run("ConcurrentMessagesShareBatches", func(t *testing.T) {
+		cs.mu.Lock()
+		cs.batches = nil
+		cs.mu.Unlock()
+		const n = 200
+		var wg sync.WaitGroup
+		ids := make([]int64, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := b.Save(t.Context(), NewMessage{From: "a", To: "b", Text: fmt.Sprint(i), Kind: KindText, CMID: fmt.Sprint("c", i)})
+				if err != nil || s.Message.Text != fmt.Sprint(i) {
+					t.Errorf("Save %d = %+v, %v", i, s, err)
+				}
+				ids[i] = s.Message.ID
+			}()
+		}
+		wg.Wait()
+		seen := map[int64]bool{}
+		for _, id := range ids {
+			if seen[id] {
+				t.Fatalf("id %d returned twice", id)
+			}
+			seen[id] = true
+		}
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		total := 0
+		for _, n := range cs.batches {
+			if n > 16 {
+				t.Errorf("a batch of %d exceeds the maximum 16", n)
+			}
+			total += n
+		}
+		if total != n || len(cs.batches) >= n {
+			t.Errorf("%d messages in %d batches %v: want every message once, in fewer batches than messages", total, len(cs.batches), cs.batches)
+		}
+	})
+	t.Run("InvalidMessageFailsAlone", func(t *testing.T) {
+		if _, err := b.Save(t.Context(), NewMessage{From: "", To: "b", Text: "x", Kind: KindText}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("Save of an invalid message: %v, want ErrInvalid", err)
+		}
+	})
+	t.Run("AfterClose", func(t *testing.T) {
+		b2 := NewBatcher(cs, 0)
+		b2.Close()
+		b2.Close() // idempotent
+		if _, err := b2.Save(t.Context(), NewMessage{From: "1", To: "2", Text: "x", Kind: KindText}); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Save after Close: %v, want ErrClosed", err)
+		}
+	})
+}
