@@ -232,6 +232,7 @@ type gateway struct {
 type worker struct {
 	*proc
 	pushAddr string
+	httpAddr string // the Push API as HTTP/JSON
 	pageAddr string // 127.0.0.1:port
 	pageURL  string // http://127.0.0.1:port/ — the chat page, connecting to gateway i
 }
@@ -350,15 +351,17 @@ func (c *cluster) launch() {
 	for i := range 2 {
 		w := &worker{}
 		if i < len(prevW) {
-			w.pushAddr, w.pageAddr = prevW[i].pushAddr, prevW[i].pageAddr
+			w.pushAddr, w.pageAddr, w.httpAddr = prevW[i].pushAddr, prevW[i].pageAddr, prevW[i].httpAddr
 		}
 		w.proc = c.start(fmt.Sprintf("worker%d", i), "worker", `msg="push api listening"`, func(attempt int) []string {
 			w.pushAddr = addr(w.pushAddr, attempt)
+			w.httpAddr = addr(w.httpAddr, attempt)
 			w.pageAddr = addr(w.pageAddr, attempt)
 			w.pageURL = "http://" + w.pageAddr + "/"
 			return append([]string{
 				"-register", c.regAddr, "-insecure-bind",
 				"-push-addr", w.pushAddr, "-push-token", c.pushToken,
+				"-push-http-addr", w.httpAddr,
 				"-store", c.pg, "-demo-users",
 				"-http-addr", w.pageAddr, "-ws-url", c.gateways[i].wsURL,
 			}, common...)

@@ -3,7 +3,8 @@
 #   Redis, PostgreSQL (127.0.0.1:5439), 1 register,
 #   2 gateways (WebSocket on 127.0.0.1:8282 and :8283),
 #   2 workers (chat page on http://127.0.0.1:8080 and :8081, connecting to
-#   gateway 1 and 2; Push API on 127.0.0.1:2100 and :2101).
+#   gateway 1 and 2; Push API on 127.0.0.1:2100 and :2101, as HTTP/JSON on
+#   127.0.0.1:2180 and :2181).
 #
 # Usage: deploy/local/cluster.sh up|down|status
 #
@@ -127,9 +128,9 @@ up() {
 	start gateway1 "$dir/bin/gateway" -ws-addr 127.0.0.1:8282 -link-addr 127.0.0.1:2000 -register 127.0.0.1:1236 -origins "$origins"
 	start gateway2 "$dir/bin/gateway" -ws-addr 127.0.0.1:8283 -link-addr 127.0.0.1:2001 -register 127.0.0.1:1236 -origins "$origins"
 	# Both load the demo users: the upsert is idempotent.
-	start worker1 "$dir/bin/worker" -push-addr 127.0.0.1:2100 -register 127.0.0.1:1236 -insecure-bind -demo-users \
+	start worker1 "$dir/bin/worker" -push-addr 127.0.0.1:2100 -push-http-addr 127.0.0.1:2180 -register 127.0.0.1:1236 -insecure-bind -demo-users \
 		-http-addr 127.0.0.1:8080 -ws-url ws://127.0.0.1:8282/
-	start worker2 "$dir/bin/worker" -push-addr 127.0.0.1:2101 -register 127.0.0.1:1236 -insecure-bind -demo-users \
+	start worker2 "$dir/bin/worker" -push-addr 127.0.0.1:2101 -push-http-addr 127.0.0.1:2181 -register 127.0.0.1:1236 -insecure-bind -demo-users \
 		-http-addr 127.0.0.1:8081 -ws-url ws://127.0.0.1:8283/
 	for a in 127.0.0.1:8282 127.0.0.1:8283 127.0.0.1:2100 127.0.0.1:2101 127.0.0.1:8080 127.0.0.1:8081; do
 		wait_port "$a" || { down; exit 1; }
@@ -140,7 +141,7 @@ up() {
 up: Redis $redis, $pg_shown,
     register 127.0.0.1:1236,
     gateways ws://127.0.0.1:8282 and ws://127.0.0.1:8283,
-    workers' Push API 127.0.0.1:2100 and 127.0.0.1:2101
+    workers' Push API 127.0.0.1:2100 and 127.0.0.1:2101 (HTTP/JSON :2180 and :2181)
     (bearer token in $dir/push-token; inner secret in $dir/secret)
 chat pages (visitor 85 with agent 86, each side on its own worker and gateway):
     http://127.0.0.1:8080/?from=85&to=86

@@ -30,8 +30,8 @@ const stopTimeout = 5 * time.Second
 
 // newGRPCServer returns a gRPC server that requires token on every call but
 // the health and reflection services, and serves both of those.
-func newGRPCServer(token string) (*grpc.Server, *health.Server) {
-	opts := bearer.ServerOptions(token, "/grpc.health.v1.Health/", "/grpc.reflection.")
+func newGRPCServer(token string, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	opts := append(bearer.ServerOptions(token, "/grpc.health.v1.Health/", "/grpc.reflection."), extra...)
 	opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
 	s := grpc.NewServer(opts...)
 	h := health.NewServer()

@@ -99,17 +99,20 @@ func GatewayFlags(fs *flag.FlagSet, cfg *GatewayConfig) {
 
 // workerChatFlags registers the flags of the worker's business side, shared
 // by the worker and the all-in-one.
-func workerChatFlags(fs *flag.FlagSet, cfg *WorkerConfig, defaultPushAddr string) {
+func workerChatFlags(fs *flag.FlagSet, cfg *WorkerConfig, defaultPushAddr, defaultPushHTTPAddr string) {
 	fs.BoolVar(&cfg.InsecureBind, "insecure-bind", false, "accept the seed's token-less bind (any client may claim any uid)")
 	fs.IntVar(&cfg.Lanes, "lanes", 64, "clients whose events are handled at once")
 	fs.StringVar(&cfg.PushAddr, "push-addr", defaultPushAddr, "Push API gRPC listen address ('' disables it)")
-	fs.StringVar(&cfg.PushToken, "push-token", "", "bearer token Push API callers must send (required with -push-addr)")
+	fs.StringVar(&cfg.PushToken, "push-token", "", "bearer token Push API callers must send (required with -push-addr or -push-http-addr)")
+	fs.StringVar(&cfg.PushHTTPAddr, "push-http-addr", defaultPushHTTPAddr, "Push API HTTP/JSON listen address, POST /v1/<Method> ('' disables it)")
+	fs.StringVar(&cfg.PushTLSCert, "push-tls-cert", "", "PEM certificate to serve the Push API over TLS (with -push-tls-key)")
+	fs.StringVar(&cfg.PushTLSKey, "push-tls-key", "", "PEM private key of -push-tls-cert")
 	fs.StringVar(&cfg.WebSocketURL, "ws-url", "", "WebSocket URL the chat page connects to (default: the page's own host)")
 }
 
 // WorkerFlags registers a worker process's flags into cfg.
 func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
-	workerChatFlags(fs, cfg, "127.0.0.1:2100")
+	workerChatFlags(fs, cfg, "127.0.0.1:2100", "127.0.0.1:2180")
 	fs.StringVar(&cfg.Store, "store", "", "message store: postgres://user@host/db or sqlite:<path> (required)")
 	fs.BoolVar(&cfg.DemoUsers, "demo-users", false, "load the seed's five demo users (85-89) into the store at start")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "chat page HTTP listen address ('' disables it)")
@@ -120,6 +123,6 @@ func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
 // AllInOneFlags registers the all-in-one's flags into cfg.
 func AllInOneFlags(fs *flag.FlagSet, cfg *AllInOneConfig) {
 	gatewayClientFlags(fs, &cfg.Gateway)
-	workerChatFlags(fs, &cfg.Worker, "")
+	workerChatFlags(fs, &cfg.Worker, "", "")
 	fs.StringVar(&cfg.Worker.Store, "store", "sqlite:gatewire.db", "message store: sqlite:<path> or postgres://user@host/db")
 }

@@ -2,11 +2,14 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/gatewire/gatewire/internal/chat"
 	"github.com/gatewire/gatewire/internal/directory"
@@ -29,6 +32,11 @@ type WorkerConfig struct {
 	Redis RedisConfig
 	// PushAddr is the Push API's listen address; empty disables it.
 	PushAddr string
+	// PushHTTPAddr serves the Push API as HTTP/JSON; empty disables it.
+	PushHTTPAddr string
+	// PushTLSCert and PushTLSKey, when set, serve the Push API (gRPC and
+	// HTTP) over TLS with this certificate.
+	PushTLSCert, PushTLSKey string
 	// PushToken is the Push API's bearer token; required when PushAddr is set.
 	PushToken string
 	// InsecureBind accepts the seed's token-less bind.
@@ -102,8 +110,16 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 	if len(cfg.Registers) == 0 {
 		return errors.New("worker: at least one register address is required (-register)")
 	}
-	if cfg.PushAddr != "" && cfg.PushToken == "" {
-		return errors.New("worker: the Push API needs a bearer token (-push-token), or disable it with -push-addr ''")
+	if (cfg.PushAddr != "" || cfg.PushHTTPAddr != "") && cfg.PushToken == "" {
+		return errors.New("worker: the Push API needs a bearer token (-push-token), or disable it with -push-addr '' -push-http-addr ''")
+	}
+	var pushTLS *tls.Config
+	if cfg.PushTLSCert != "" || cfg.PushTLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.PushTLSCert, cfg.PushTLSKey)
+		if err != nil {
+			return fmt.Errorf("worker: push api TLS certificate: %w", err)
+		}
+		pushTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	cfg.DialOptions = append(cfg.DialOptions, dialOptions(cfg.Secret)...)
 	w := worker.New(cfg.Config, dir, log)
@@ -116,14 +132,30 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 	defer reg.Close()
 
 	g, gctx := errgroup.WithContext(ctx)
+	pushServer := push.NewServer(w.API())
+	if cfg.PushHTTPAddr != "" {
+		lis, err := listen("worker push http api", cfg.PushHTTPAddr)
+		if err != nil {
+			return err
+		}
+		if pushTLS != nil {
+			lis = tls.NewListener(lis, pushTLS)
+		}
+		log.Info("push http api listening", "addr", lis.Addr().String(), "tls", pushTLS != nil)
+		g.Go(func() error { return serveHTTP(gctx, push.HTTPHandler(pushServer, cfg.PushToken), lis) })
+	}
 	if cfg.PushAddr != "" {
 		lis, err := listen("worker push api", cfg.PushAddr)
 		if err != nil {
 			return err
 		}
-		gs, _ := newGRPCServer(cfg.PushToken)
-		pushv1.RegisterPushServiceServer(gs, push.NewServer(w.API()))
-		log.Info("push api listening", "addr", lis.Addr().String())
+		var opts []grpc.ServerOption
+		if pushTLS != nil {
+			opts = append(opts, grpc.Creds(credentials.NewTLS(pushTLS)))
+		}
+		gs, _ := newGRPCServer(cfg.PushToken, opts...)
+		pushv1.RegisterPushServiceServer(gs, pushServer)
+		log.Info("push api listening", "addr", lis.Addr().String(), "tls", pushTLS != nil)
 		g.Go(func() error { return serveGRPC(gctx, gs, lis) })
 	}
 	g.Go(func() error { reg.Watch(gctx, w.SetGateways); return nil })

@@ -24,6 +24,9 @@ import (
 // that every call carries a deadline within the Handler's timeout and the
 // values of the context the Handler got.
 type fakeAPI struct {
+	// API is nil: the calls the chat never makes panic.
+	worker.API
+
 	timeout time.Duration
 
 	mu       sync.Mutex

@@ -1,9 +1,10 @@
 // Package directory maps uids to the connections (client_ids) bound to them,
-// across the whole cluster.
+// and groups to the connections that joined them, across the whole cluster.
 //
-// A gateway writes the entries of the connections it holds (Bind, Unbind) and
-// nobody else does; the register purges a dead gateway's entries
-// (PurgeGateway); workers read (ClientIDs, UID). Readers must not trust
+// A gateway writes the entries and group memberships of the connections it
+// holds (Bind, Unbind, JoinGroup, LeaveGroup) and nobody else does; the
+// register purges a dead gateway's entries and memberships (PurgeGateway);
+// workers read (ClientIDs, UID, UIDs, GroupMembers). Readers must not trust
 // entries of gateways that are no longer live: wrap a Directory with Live to
 // filter them out. Two implementations share one contract test suite: Memory
 // (one process, the all-in-one) and Redis (production; every hot-path command
@@ -15,7 +16,7 @@ import (
 	"errors"
 )
 
-// ErrInvalid reports a malformed client_id or an empty uid.
+// ErrInvalid reports a malformed client_id, an empty uid or an empty group.
 var ErrInvalid = errors.New("directory: invalid argument")
 
 // Directory is the uid ↔ client_id map. Implementations are safe for
@@ -33,10 +34,24 @@ type Directory interface {
 	ClientIDs(ctx context.Context, uids ...string) (map[string][]string, error)
 	// UID returns the uid clientID is bound to, or "" when it is not bound.
 	UID(ctx context.Context, clientID string) (string, error)
-	// PurgeGateway removes every entry of the connections of gateway
-	// gatewayID and returns them as client_id → uid.
+	// PurgeGateway removes every entry and every group membership of the
+	// connections of gateway gatewayID and returns the entries as
+	// client_id → uid.
 	PurgeGateway(ctx context.Context, gatewayID string) (map[string]string, error)
 	// GatewayEntries returns the entries of gateway gatewayID as
 	// client_id → uid.
 	GatewayEntries(ctx context.Context, gatewayID string) (map[string]string, error)
+
+	// JoinGroup records that clientID is a member of group (idempotent). A
+	// group is any non-empty string, "0" included; a connection may be a
+	// member of many groups.
+	JoinGroup(ctx context.Context, clientID, group string) error
+	// LeaveGroup removes that membership; a missing one is not an error.
+	LeaveGroup(ctx context.Context, clientID, group string) error
+	// GroupMembers returns, for each group that has members, its client_ids
+	// in no particular order. Groups without members are absent.
+	GroupMembers(ctx context.Context, groups ...string) (map[string][]string, error)
+	// UIDs returns the uid of each bound client_id among clientIDs; unbound
+	// ones are absent.
+	UIDs(ctx context.Context, clientIDs ...string) (map[string]string, error)
 }

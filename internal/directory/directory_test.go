@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,31 @@ func TestMain(m *testing.M) {
 
 func TestMemory(t *testing.T) {
 	testContract(t, func(t *testing.T) Directory { return NewMemory() })
+}
+
+// TestMemoryForgets checks that Memory keeps nothing once the last entry
+// and membership are gone, whether removed one by one or purged.
+func TestMemoryForgets(t *testing.T) {
+	m := NewMemory()
+	a1, a2, b1 := cid(gwA, 1), cid(gwA, 2), cid(gwB, 1)
+	mustBind(t, m, a1, "alice")
+	mustBind(t, m, b1, "bob")
+	mustJoin(t, m, a1, "room")
+	mustJoin(t, m, a2, "room")
+	mustJoin(t, m, b1, "room")
+	mustJoin(t, m, b1, "0")
+
+	mustUnbind(t, m, a1, "alice")
+	mustLeave(t, m, a1, "room")
+	mustLeave(t, m, a2, "room")
+	if _, err := m.PurgeGateway(t.Context(), gwB); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if len(m.uids)+len(m.gateways)+len(m.groups)+len(m.memberships) != 0 {
+		t.Errorf("Memory kept uids %v, gateways %v, groups %v, memberships %v", m.uids, m.gateways, m.groups, m.memberships)
+	}
 }
 
 // TestLiveAllLive checks that Live, with every gateway live, is itself a
@@ -62,15 +88,79 @@ func TestRedisKeyLayout(t *testing.T) {
 	wantClientIDs(t, d, []string{"alice"}, map[string][]string{"alice": {a1, b1}})
 	wantClientIDs(t, other, []string{"alice"}, map[string][]string{"alice": {cid(gwA, 9)}})
 
+	mustJoin(t, d, a1, "room")
+	mustJoin(t, d, b1, "room")
+	mustJoin(t, d, b1, "0")
+	mustJoin(t, other, cid(gwA, 9), "room")
+	if got, err := client.SMembers(ctx, "one:gr:room").Result(); err != nil || !slices.Equal(slices.Sorted(slices.Values(got)), []string{a1, b1}) {
+		t.Errorf("SMEMBERS one:gr:room = %v, %v; want [%s %s]", got, err, a1, b1)
+	}
+	wantHash := map[string]string{"room\x00" + b1: "1", "0\x00" + b1: "1"}
+	if got, err := client.HGetAll(ctx, "one:gm:"+gwB).Result(); err != nil || !maps.Equal(got, wantHash) {
+		t.Errorf("HGETALL one:gm:%s = %q, %v; want %q", gwB, got, err, wantHash)
+	}
+	wantMembers(t, d, []string{"room"}, map[string][]string{"room": {a1, b1}})
+	wantMembers(t, other, []string{"room"}, map[string][]string{"room": {cid(gwA, 9)}})
+
 	mustUnbind(t, d, a1, "alice")
+	mustLeave(t, d, a1, "room")
 	if _, err := d.PurgeGateway(ctx, gwB); err != nil {
 		t.Fatal(err)
 	}
 	if keys, err := client.Keys(ctx, "one:*").Result(); err != nil || len(keys) != 0 {
 		t.Errorf("keys left under one: = %v, %v; want none", keys, err)
 	}
-	if keys, err := client.Keys(ctx, "two:*").Result(); err != nil || len(keys) != 2 {
-		t.Errorf("keys under two: = %v, %v; want two:u:alice and two:g:%s", keys, err, gwA)
+	want := []string{"two:g:" + gwA, "two:gm:" + gwA, "two:gr:room", "two:u:alice"}
+	if keys, err := client.Keys(ctx, "two:*").Result(); err != nil || !slices.Equal(slices.Sorted(slices.Values(keys)), want) {
+		t.Errorf("keys under two: = %v, %v; want %v", keys, err, want)
+	}
+}
+
+// TestRedisPurgeForeignFields checks that PurgeGateway deletes a field of a
+// memberships hash it cannot parse instead of failing or keeping it.
+func TestRedisPurgeForeignFields(t *testing.T) {
+	ctx := t.Context()
+	client := newRedisClient(t, testsvc.Redis(t))
+	prefix := testPrefix(t)
+	d := NewRedis(client, prefix)
+	a1 := cid(gwA, 1)
+	mustJoin(t, d, a1, "room")
+	key := prefix + "gm:" + gwA
+	for _, f := range []string{"junk", "room\x00short", "room" + a1, "\x00" + a1, "x\x00" + strings.ToUpper(a1)[:30] + "zz"} {
+		if err := client.HSet(ctx, key, f, "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.PurgeGateway(ctx, gwA); err != nil {
+		t.Fatalf("PurgeGateway: %v", err)
+	}
+	wantMembers(t, d, []string{"room"}, map[string][]string{})
+	if keys, err := client.Keys(ctx, prefix+"*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("keys left = %v, %v; want none", keys, err)
+	}
+}
+
+func TestParseMembershipField(t *testing.T) {
+	a1 := cid(gwA, 1)
+	tests := []struct {
+		field, group, clientID string
+		ok                     bool
+	}{
+		{membershipField("room", a1), "room", a1, true},
+		{membershipField("0", a1), "0", a1, true},
+		{membershipField("a\x00b", a1), "a\x00b", a1, true},
+		{membershipField("\x00", a1), "\x00", a1, true},
+		{"\x00" + a1, "", "", false}, // empty group
+		{"room" + a1, "", "", false}, // no separator
+		{"room\x00" + a1[1:], "", "", false},
+		{"room\x00" + a1[:31] + "z", "", "", false},
+		{"", "", "", false},
+	}
+	for _, tt := range tests {
+		g, c, ok := parseMembershipField(tt.field)
+		if g != tt.group || c != tt.clientID || ok != tt.ok {
+			t.Errorf("parseMembershipField(%q) = %q, %q, %v; want %q, %q, %v", tt.field, g, c, ok, tt.group, tt.clientID, tt.ok)
+		}
 	}
 }
 
@@ -95,7 +185,13 @@ func TestRedisRoundTrips(t *testing.T) {
 		{"UID", func() error { _, err := d.UID(ctx, a1); return err }, "hget"},
 		{"Unbind", func() error { return d.Unbind(ctx, a1, "alice") }, "srem eval"},
 		{"GatewayEntries", func() error { _, err := d.GatewayEntries(ctx, gwB); return err }, "hscan"},
-		{"PurgeGateway", func() error { _, err := d.PurgeGateway(ctx, gwB); return err }, "hscan | srem hdel"},
+		{"JoinGroup", func() error { return d.JoinGroup(ctx, b1, "room") }, "hset sadd"},
+		{"JoinGroup2", func() error { return d.JoinGroup(ctx, a1, "lobby") }, "hset sadd"},
+		{"GroupMembers", func() error { _, err := d.GroupMembers(ctx, "room", "lobby", "hall", "room"); return err }, "smembers smembers smembers"},
+		{"UIDs", func() error { _, err := d.UIDs(ctx, a1, b1, cid(gwA, 2), a1); return err }, "hmget hmget"},
+		{"LeaveGroup", func() error { return d.LeaveGroup(ctx, a1, "lobby") }, "srem hdel"},
+		{"PurgeGateway", func() error { _, err := d.PurgeGateway(ctx, gwB); return err }, "hscan | srem hdel | hscan | srem hdel"},
+		{"PurgeGatewayEmpty", func() error { _, err := d.PurgeGateway(ctx, gwC); return err }, "hscan | hscan"},
 	}
 	for _, tt := range tests {
 		rec.reset()

@@ -6,16 +6,24 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/gatewire/gatewire/internal/clientid"
 )
 
 // Key parts; see the key layout on Redis.
 const (
-	uidKeyPart     = "u:"
-	gatewayKeyPart = "g:"
+	uidKeyPart         = "u:"
+	gatewayKeyPart     = "g:"
+	groupKeyPart       = "gr:"
+	membershipsKeyPart = "gm:"
 )
 
-// scanPage is the COUNT hint of HSCAN and the number of entries PurgeGateway
-// removes per round trip.
+// membershipSep separates the group from the client_id in a field of a
+// gateway's memberships hash.
+const membershipSep = "\x00"
+
+// scanPage is the COUNT hint of HSCAN and the number of hash fields (entries
+// or memberships) PurgeGateway removes per round trip.
 const scanPage = 1000
 
 // unbindScript deletes field ARGV[1] of hash KEYS[1] if it holds ARGV[2].
@@ -32,27 +40,41 @@ return 0
 //
 // Its keys, with prefix P (for example "gatewire:"), are:
 //
-//	P+"u:"+uid        SET of the client_ids bound to uid
-//	P+"g:"+gatewayID  HASH client_id → uid, the entries of the connections
-//	                  gateway gatewayID holds
+//	P+"u:"+uid         SET of the client_ids bound to uid
+//	P+"g:"+gatewayID   HASH client_id → uid, the entries of the connections
+//	                   gateway gatewayID holds
+//	P+"gr:"+group      SET of the client_ids that are members of group
+//	P+"gm:"+gatewayID  HASH group+"\x00"+client_id → "1", the group
+//	                   memberships of the connections gateway gatewayID
+//	                   holds, so that PurgeGateway can find them
 //
-// The two keys of an entry usually live in different Redis Cluster slots, so
-// writes are pipelined, never wrapped in MULTI or in a multi-key script: an
-// entry may be half written when a command fails, and the caller retries or
-// the register's PurgeGateway cleans up after a dead gateway. Every command
-// of a pipeline touches one key, so a cluster client splits it by slot.
+// A field of a memberships hash ends with the fixed-length client_id, so it
+// splits unambiguously even when the group itself contains a NUL byte. A key
+// disappears with its last member or field.
+//
+// The two keys of an entry or a membership usually live in different Redis
+// Cluster slots, so writes are pipelined, never wrapped in MULTI or in a
+// multi-key script: an entry may be half written when a command fails, and
+// the caller retries or the register's PurgeGateway cleans up after a dead
+// gateway. Every command of a pipeline touches one key, so a cluster client
+// splits it by slot. Like Bind, JoinGroup writes the gateway's hash before
+// the set and LeaveGroup removes from the set before the hash, so a half-done
+// write leaves at worst a hash field without its set member, which
+// PurgeGateway removes harmlessly, never a set member PurgeGateway cannot
+// find.
 //
 // Unbind removes the hash field only while it still maps the client_id to the
 // uid being unbound, with a one-key Lua script (check and delete in one step,
 // one round trip together with the SREM). A stale Unbind therefore never
 // erases a newer binding of the same connection.
 //
-// PurgeGateway and GatewayEntries read the hash with HSCAN in pages, so a
-// gateway holding many connections never blocks the server. PurgeGateway
-// then, page by page, removes each entry from its uid's set and HDELs exactly
-// the fields it read instead of deleting the hash: an entry written after the
-// scan (by a gateway wrongly declared dead) stays visible to the next purge
-// instead of being orphaned in a uid's set.
+// PurgeGateway and GatewayEntries read a gateway's hashes with HSCAN in
+// pages, so a gateway holding many connections never blocks the server.
+// PurgeGateway then, page by page, removes each entry from its uid's set (each
+// membership from its group's set) and HDELs exactly the fields it read
+// instead of deleting the hash: an entry or membership written after the scan
+// (by a gateway wrongly declared dead) stays visible to the next purge
+// instead of being orphaned in a set.
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
@@ -72,6 +94,33 @@ func (r *Redis) uidKey(uid string) string { return r.prefix + uidKeyPart + uid }
 
 // gatewayKey returns the key of the hash of gateway gatewayID's entries.
 func (r *Redis) gatewayKey(gatewayID string) string { return r.prefix + gatewayKeyPart + gatewayID }
+
+// groupKey returns the key of the set of group's members.
+func (r *Redis) groupKey(group string) string { return r.prefix + groupKeyPart + group }
+
+// membershipsKey returns the key of the hash of gateway gatewayID's group
+// memberships.
+func (r *Redis) membershipsKey(gatewayID string) string {
+	return r.prefix + membershipsKeyPart + gatewayID
+}
+
+// membershipField returns the field that records clientID's membership of
+// group in its gateway's memberships hash.
+func membershipField(group, clientID string) string { return group + membershipSep + clientID }
+
+// parseMembershipField splits a field made by membershipField. ok is false
+// when field is not one.
+func parseMembershipField(field string) (group, clientID string, ok bool) {
+	n := len(field) - clientid.Len - len(membershipSep)
+	if n < 1 || field[n:n+len(membershipSep)] != membershipSep {
+		return "", "", false
+	}
+	clientID = field[n+len(membershipSep):]
+	if _, err := clientid.GatewayOf(clientID); err != nil {
+		return "", "", false
+	}
+	return field[:n], clientID, true
+}
 
 // Bind records that clientID is bound to uid: HSET on the gateway's hash and
 // SADD on the uid's set, in one pipeline.
@@ -116,32 +165,9 @@ func (r *Redis) ClientIDs(ctx context.Context, uids ...string) (map[string][]str
 	if err := checkUIDs(uids); err != nil {
 		return nil, err
 	}
-	out := make(map[string][]string)
-	if len(uids) == 0 {
-		return out, nil
-	}
-	distinct := make([]string, 0, len(uids))
-	seen := make(map[string]struct{}, len(uids))
-	for _, uid := range uids {
-		if _, ok := seen[uid]; !ok {
-			seen[uid] = struct{}{}
-			distinct = append(distinct, uid)
-		}
-	}
-	cmds := make([]*redis.StringSliceCmd, len(distinct))
-	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, uid := range distinct {
-			cmds[i] = p.SMembers(ctx, r.uidKey(uid))
-		}
-		return nil
-	})
+	out, err := r.members(ctx, r.uidKey, distinct(uids))
 	if err != nil {
-		return nil, fmt.Errorf("directory: client_ids of %d uids: %w", len(distinct), err)
-	}
-	for i, uid := range distinct {
-		if cids := cmds[i].Val(); len(cids) > 0 {
-			out[uid] = cids
-		}
+		return nil, fmt.Errorf("directory: client_ids of %d uids: %w", len(uids), err)
 	}
 	return out, nil
 }
@@ -163,22 +189,52 @@ func (r *Redis) UID(ctx context.Context, clientID string) (string, error) {
 	return uid, nil
 }
 
-// PurgeGateway removes every entry of gateway gatewayID and returns them. It
-// is meant for a dead gateway and is safe to retry after an error.
+// PurgeGateway removes every entry and group membership of gateway
+// gatewayID and returns the entries. It is meant for a dead gateway and is
+// safe to retry after an error.
 func (r *Redis) PurgeGateway(ctx context.Context, gatewayID string) (map[string]string, error) {
 	if err := checkGatewayID("purge", gatewayID); err != nil {
 		return nil, err
 	}
 	key := r.gatewayKey(gatewayID)
-	entries, err := r.scanGateway(ctx, key)
+	entries, err := r.scanHash(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("directory: purge gateway %q: %w", gatewayID, err)
 	}
-	batch := make([]string, 0, min(len(entries), scanPage))
+	err = r.removeFields(ctx, key, entries, func(p redis.Pipeliner, cid, uid string) {
+		p.SRem(ctx, r.uidKey(uid), cid)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("directory: purge gateway %q: %w", gatewayID, err)
+	}
+
+	key = r.membershipsKey(gatewayID)
+	memberships, err := r.scanHash(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("directory: purge groups of gateway %q: %w", gatewayID, err)
+	}
+	err = r.removeFields(ctx, key, memberships, func(p redis.Pipeliner, field, _ string) {
+		// A field that is not a membership has nothing to undo; it is
+		// deleted all the same.
+		if group, cid, ok := parseMembershipField(field); ok {
+			p.SRem(ctx, r.groupKey(group), cid)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("directory: purge groups of gateway %q: %w", gatewayID, err)
+	}
+	return entries, nil
+}
+
+// removeFields deletes the fields of the hash at key, scanPage per round
+// trip: each round trip is one pipeline of undo for each field of the page,
+// then one HDEL of the page.
+func (r *Redis) removeFields(ctx context.Context, key string, fields map[string]string, undo func(p redis.Pipeliner, field, value string)) error {
+	batch := make([]string, 0, min(len(fields), scanPage))
 	flush := func() error {
 		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, cid := range batch {
-				p.SRem(ctx, r.uidKey(entries[cid]), cid)
+			for _, f := range batch {
+				undo(p, f, fields[f])
 			}
 			p.HDel(ctx, key, batch...)
 			return nil
@@ -186,20 +242,18 @@ func (r *Redis) PurgeGateway(ctx context.Context, gatewayID string) (map[string]
 		batch = batch[:0]
 		return err
 	}
-	for cid := range entries {
-		batch = append(batch, cid)
+	for f := range fields {
+		batch = append(batch, f)
 		if len(batch) == scanPage {
 			if err := flush(); err != nil {
-				return nil, fmt.Errorf("directory: purge gateway %q: %w", gatewayID, err)
+				return err
 			}
 		}
 	}
 	if len(batch) > 0 {
-		if err := flush(); err != nil {
-			return nil, fmt.Errorf("directory: purge gateway %q: %w", gatewayID, err)
-		}
+		return flush()
 	}
-	return entries, nil
+	return nil
 }
 
 // GatewayEntries returns the entries of gateway gatewayID.
@@ -207,16 +261,16 @@ func (r *Redis) GatewayEntries(ctx context.Context, gatewayID string) (map[strin
 	if err := checkGatewayID("entries of", gatewayID); err != nil {
 		return nil, err
 	}
-	entries, err := r.scanGateway(ctx, r.gatewayKey(gatewayID))
+	entries, err := r.scanHash(ctx, r.gatewayKey(gatewayID))
 	if err != nil {
 		return nil, fmt.Errorf("directory: entries of gateway %q: %w", gatewayID, err)
 	}
 	return entries, nil
 }
 
-// scanGateway reads the hash at key with HSCAN. An entry written or removed
+// scanHash reads the hash at key with HSCAN. A field written or removed
 // during the scan may be missed.
-func (r *Redis) scanGateway(ctx context.Context, key string) (map[string]string, error) {
+func (r *Redis) scanHash(ctx context.Context, key string) (map[string]string, error) {
 	entries := make(map[string]string)
 	var cursor uint64
 	for {
@@ -235,4 +289,143 @@ func (r *Redis) scanGateway(ctx context.Context, key string) (map[string]string,
 		}
 		cursor = next
 	}
+}
+
+// JoinGroup records that clientID is a member of group: HSET on the
+// gateway's memberships hash and SADD on the group's set, in one pipeline.
+func (r *Redis) JoinGroup(ctx context.Context, clientID, group string) error {
+	gw, err := checkMembership("join", clientID, group)
+	if err != nil {
+		return err
+	}
+	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, r.membershipsKey(gw), membershipField(group, clientID), "1")
+		p.SAdd(ctx, r.groupKey(group), clientID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("directory: join %q to group %q: %w", clientID, group, err)
+	}
+	return nil
+}
+
+// LeaveGroup removes clientID from group, if it is a member: SREM on the
+// group's set and HDEL on the gateway's memberships hash, in one pipeline.
+func (r *Redis) LeaveGroup(ctx context.Context, clientID, group string) error {
+	gw, err := checkMembership("leave", clientID, group)
+	if err != nil {
+		return err
+	}
+	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SRem(ctx, r.groupKey(group), clientID)
+		p.HDel(ctx, r.membershipsKey(gw), membershipField(group, clientID))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("directory: leave %q from group %q: %w", clientID, group, err)
+	}
+	return nil
+}
+
+// GroupMembers returns the client_ids of each group that has at least one
+// member, with one SMEMBERS per distinct group in a single pipeline.
+func (r *Redis) GroupMembers(ctx context.Context, groups ...string) (map[string][]string, error) {
+	if err := checkGroups(groups); err != nil {
+		return nil, err
+	}
+	out, err := r.members(ctx, r.groupKey, distinct(groups))
+	if err != nil {
+		return nil, fmt.Errorf("directory: members of %d groups: %w", len(groups), err)
+	}
+	return out, nil
+}
+
+// UIDs returns the uid of each bound client_id among clientIDs, with one
+// HMGET per gateway in a single pipeline.
+func (r *Redis) UIDs(ctx context.Context, clientIDs ...string) (map[string]string, error) {
+	gws, err := checkClientIDs(clientIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string)
+	if len(clientIDs) == 0 {
+		return out, nil
+	}
+	// The distinct client_ids of each gateway, gateways in order of first
+	// appearance.
+	var order []string
+	byGW := make(map[string][]string)
+	seen := make(map[string]struct{}, len(clientIDs))
+	for i, cid := range clientIDs {
+		if _, ok := seen[cid]; ok {
+			continue
+		}
+		seen[cid] = struct{}{}
+		if _, ok := byGW[gws[i]]; !ok {
+			order = append(order, gws[i])
+		}
+		byGW[gws[i]] = append(byGW[gws[i]], cid)
+	}
+	cmds := make([]*redis.SliceCmd, len(order))
+	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, gw := range order {
+			cmds[i] = p.HMGet(ctx, r.gatewayKey(gw), byGW[gw]...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("directory: uids of %d client_ids: %w", len(seen), err)
+	}
+	for i, gw := range order {
+		cids := byGW[gw]
+		vals := cmds[i].Val()
+		if len(vals) != len(cids) {
+			return nil, fmt.Errorf("directory: uids of %d client_ids: hmget %s: %d values for %d fields", len(seen), r.gatewayKey(gw), len(vals), len(cids))
+		}
+		for j, v := range vals {
+			if uid, ok := v.(string); ok {
+				out[cids[j]] = uid
+			}
+		}
+	}
+	return out, nil
+}
+
+// members returns the members of the set at key(name) for each name whose
+// set is not empty, with one SMEMBERS per name in a single pipeline. names
+// must be distinct.
+func (r *Redis) members(ctx context.Context, key func(string) string, names []string) (map[string][]string, error) {
+	out := make(map[string][]string)
+	if len(names) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.StringSliceCmd, len(names))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, name := range names {
+			cmds[i] = p.SMembers(ctx, key(name))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, name := range names {
+		if m := cmds[i].Val(); len(m) > 0 {
+			out[name] = m
+		}
+	}
+	return out, nil
+}
+
+// distinct returns the distinct strings of s in order of first appearance.
+func distinct(s []string) []string {
+	out := make([]string, 0, len(s))
+	seen := make(map[string]struct{}, len(s))
+	for _, v := range s {
+		if _, ok := seen[v]; !ok {
+			seen[v] = struct{}{}
+			out = append(out, v)
+		}
+	}
+	return out
 }

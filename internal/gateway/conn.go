@@ -35,10 +35,12 @@ type conn struct {
 	ctx    context.Context // ends when the connection is finished
 	cancel context.CancelFunc
 
-	mu     sync.Mutex // guards the fields below; held across directory calls for this connection
-	uid    string
-	closed bool
-	worker *link
+	mu      sync.Mutex // guards the fields below; held across directory calls for this connection
+	uid     string
+	groups  map[string]struct{}
+	session []byte // a JSON object, nil when empty
+	closed  bool
+	worker  *link
 
 	finishOnce sync.Once
 }
@@ -124,7 +126,8 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return err
 		}
-		ev := &linkv1.Event{ClientId: c.id, Uid: c.boundUID(),
+		uid, session := c.state()
+		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session,
 			Kind: &linkv1.Event_Message{Message: &linkv1.Message{Data: data, Binary: typ == websocket.MessageBinary}}}
 		if !c.g.dispatch(c.ctx, c, ev) {
 			if c.ctx.Err() == nil {
@@ -226,10 +229,92 @@ func (c *conn) closeWith(status websocket.StatusCode, reason string) {
 	c.enqueue(frame{close: true, status: status, reason: reason})
 }
 
-func (c *conn) boundUID() string {
+// state returns the connection's uid and session, as events carry them.
+func (c *conn) state() (uid string, session []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.uid
+	return c.uid, c.session
+}
+
+// info describes the connection for a Query.
+func (c *conn) info(withDetails bool) *linkv1.ClientInfo {
+	ci := &linkv1.ClientInfo{ClientId: c.id}
+	if !withDetails {
+		return ci
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ci.Uid, ci.Session = c.uid, c.session
+	for g := range c.groups {
+		ci.Groups = append(ci.Groups, g)
+	}
+	return ci
+}
+
+// inGroup reports whether the connection is a member of group.
+func (c *conn) inGroup(group string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.groups[group]
+	return ok
+}
+
+// join adds the connection to group in the directory.
+func (c *conn) join(ctx context.Context, group string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errGone
+	}
+	if _, ok := c.groups[group]; ok {
+		return nil
+	}
+	if err := c.g.dir.JoinGroup(ctx, c.id, group); err != nil {
+		return err
+	}
+	if c.groups == nil {
+		c.groups = make(map[string]struct{})
+	}
+	c.groups[group] = struct{}{}
+	return nil
+}
+
+// leave removes the connection from group in the directory.
+func (c *conn) leave(ctx context.Context, group string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errGone
+	}
+	if _, ok := c.groups[group]; !ok {
+		return nil
+	}
+	if err := c.g.dir.LeaveGroup(ctx, c.id, group); err != nil {
+		return err
+	}
+	delete(c.groups, group)
+	return nil
+}
+
+// setSession replaces (patch false) or merges into (patch true) the session.
+func (c *conn) setSession(b []byte, patch bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errGone
+	}
+	var next []byte
+	var err error
+	if patch {
+		next, err = mergePatch(c.session, b)
+	} else {
+		next, err = checkSession(b)
+	}
+	if err != nil {
+		return err
+	}
+	c.session = next
+	return nil
 }
 
 // errGone reports a command for a connection that has finished.
@@ -281,14 +366,21 @@ func (c *conn) unbind(ctx context.Context, uid string) error {
 	return nil
 }
 
-// rebind writes the connection's directory entry again if it is bound.
+// rebind writes the connection's directory entries (uid, groups) again.
 func (c *conn) rebind(ctx context.Context) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.uid == "" {
+	if c.closed || (c.uid == "" && len(c.groups) == 0) {
 		return false, nil
 	}
-	return true, c.g.dir.Bind(ctx, c.id, c.uid)
+	var errs []error
+	if c.uid != "" {
+		errs = append(errs, c.g.dir.Bind(ctx, c.id, c.uid))
+	}
+	for g := range c.groups {
+		errs = append(errs, c.g.dir.JoinGroup(ctx, c.id, g))
+	}
+	return true, errors.Join(errs...)
 }
 
 // finish runs once when the connection has ended: it forgets the
@@ -306,10 +398,15 @@ func (c *conn) finish(err error) {
 		defer cancel()
 		c.mu.Lock()
 		c.closed = true
-		uid := c.uid
+		uid, session := c.uid, c.session
 		if uid != "" {
 			if err := g.dir.Unbind(ctx, c.id, uid); err != nil {
 				g.log.Error("unbind closed connection", "client_id", c.id, "uid", uid, "err", err)
+			}
+		}
+		for group := range c.groups {
+			if err := g.dir.LeaveGroup(ctx, c.id, group); err != nil {
+				g.log.Error("leave group of closed connection", "client_id", c.id, "err", err)
 			}
 		}
 		c.mu.Unlock()
@@ -318,7 +415,7 @@ func (c *conn) finish(err error) {
 		if code == -1 {
 			code = websocket.StatusAbnormalClosure
 		}
-		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Kind: &linkv1.Event_Closed{Closed: &linkv1.Closed{Code: int32(code)}}}
+		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session, Kind: &linkv1.Event_Closed{Closed: &linkv1.Closed{Code: int32(code)}}}
 		if !g.dispatch(ctx, c, ev) {
 			g.log.Warn("close event not delivered: no worker", "client_id", c.id)
 		}

@@ -161,6 +161,17 @@ func (g *Gateway) ConnCount() int {
 	return len(g.conns)
 }
 
+// snapshot returns the open connections.
+func (g *Gateway) snapshot() []*conn {
+	g.connsMu.RLock()
+	defer g.connsMu.RUnlock()
+	out := make([]*conn, 0, len(g.conns))
+	for _, c := range g.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
 func (g *Gateway) conn(id string) *conn {
 	g.connsMu.RLock()
 	defer g.connsMu.RUnlock()
@@ -170,15 +181,9 @@ func (g *Gateway) conn(id string) *conn {
 // Republish writes the directory entries of every bound connection again,
 // after the register reported that they may have been purged or lost.
 func (g *Gateway) Republish(ctx context.Context) error {
-	g.connsMu.RLock()
-	conns := make([]*conn, 0, len(g.conns))
-	for _, c := range g.conns {
-		conns = append(conns, c)
-	}
-	g.connsMu.RUnlock()
 	var errs []error
 	n := 0
-	for _, c := range conns {
+	for _, c := range g.snapshot() {
 		ok, err := c.rebind(ctx)
 		if err != nil {
 			errs = append(errs, err)

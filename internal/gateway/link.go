@@ -300,6 +300,11 @@ func (g *Gateway) execute(ctx context.Context, cmd *linkv1.Command) *linkv1.Comm
 		if c == nil {
 			return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, "client not connected")
 		}
+		if cl.GetDestroy() {
+			c.cancel()
+			_ = c.ws.CloseNow()
+			return ok()
+		}
 		if len(cl.GetData()) > 0 {
 			c.enqueue(frame{data: cl.GetData()})
 		}
@@ -320,12 +325,112 @@ func (g *Gateway) execute(ctx context.Context, cmd *linkv1.Command) *linkv1.Comm
 		return g.bindCommand(ctx, k.Unbind.GetClientId(), func(ctx context.Context, c *conn) error {
 			return c.unbind(ctx, k.Unbind.GetUid())
 		})
+	case *linkv1.Command_SendAll:
+		return g.sendAll(k.SendAll)
+	case *linkv1.Command_JoinGroup:
+		return g.bindCommand(ctx, k.JoinGroup.GetClientId(), func(ctx context.Context, c *conn) error {
+			if k.JoinGroup.GetGroup() == "" {
+				return errEmptyGroup
+			}
+			return c.join(ctx, k.JoinGroup.GetGroup())
+		})
+	case *linkv1.Command_LeaveGroup:
+		return g.bindCommand(ctx, k.LeaveGroup.GetClientId(), func(ctx context.Context, c *conn) error {
+			return c.leave(ctx, k.LeaveGroup.GetGroup())
+		})
+	case *linkv1.Command_Ungroup:
+		return g.ungroup(ctx, k.Ungroup.GetGroup())
+	case *linkv1.Command_SetSession:
+		return g.bindCommand(ctx, k.SetSession.GetClientId(), func(_ context.Context, c *conn) error {
+			return c.setSession(k.SetSession.GetSession(), false)
+		})
+	case *linkv1.Command_UpdateSession:
+		return g.bindCommand(ctx, k.UpdateSession.GetClientId(), func(_ context.Context, c *conn) error {
+			return c.setSession(k.UpdateSession.GetPatch(), true)
+		})
+	case *linkv1.Command_GetSession:
+		c := g.conn(k.GetSession.GetClientId())
+		if c == nil {
+			return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, "client not connected")
+		}
+		res := ok()
+		_, res.Session = c.state()
+		return res
+	case *linkv1.Command_Query:
+		return g.query(k.Query)
 	default:
 		return fail(linkv1.ResultCode_RESULT_CODE_INVALID, "unknown command")
 	}
 }
 
-var errEmptyUID = errors.New("empty uid")
+var (
+	errEmptyUID   = errors.New("empty uid")
+	errEmptyGroup = errors.New("empty group")
+)
+
+// sendAll writes one frame to every connection but the excluded ones.
+func (g *Gateway) sendAll(s *linkv1.SendAll) *linkv1.CommandResult {
+	exclude := make(map[string]struct{}, len(s.GetExclude()))
+	for _, id := range s.GetExclude() {
+		exclude[id] = struct{}{}
+	}
+	f := frame{data: s.GetData(), binary: s.GetBinary()}
+	n := 0
+	for _, c := range g.snapshot() {
+		if _, skip := exclude[c.id]; !skip && c.enqueue(f) {
+			n++
+		}
+	}
+	res := ok()
+	res.Delivered = uint32(n)
+	return res
+}
+
+// ungroup removes every connection of this gateway from group.
+func (g *Gateway) ungroup(ctx context.Context, group string) *linkv1.CommandResult {
+	if group == "" {
+		return fail(linkv1.ResultCode_RESULT_CODE_INVALID, errEmptyGroup.Error())
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.DirectoryTimeout)
+	defer cancel()
+	n := 0
+	for _, c := range g.snapshot() {
+		if !c.inGroup(group) {
+			continue
+		}
+		if err := c.leave(ctx, group); err != nil && !errors.Is(err, errGone) {
+			g.log.Error("ungroup: directory call failed", "client_id", c.id, "err", err)
+			return fail(linkv1.ResultCode_RESULT_CODE_UNAVAILABLE, "directory unavailable")
+		}
+		n++
+	}
+	res := ok()
+	res.Count = uint32(n)
+	return res
+}
+
+// query lists or counts this gateway's connections.
+func (g *Gateway) query(q *linkv1.Query) *linkv1.CommandResult {
+	res := ok()
+	var conns []*conn
+	if id := q.GetClientId(); id != "" {
+		if c := g.conn(id); c != nil {
+			conns = []*conn{c}
+		}
+	} else {
+		conns = g.snapshot()
+	}
+	for _, c := range conns {
+		if q.GetGroup() != "" && !c.inGroup(q.GetGroup()) {
+			continue
+		}
+		res.Count++
+		if !q.GetCountOnly() {
+			res.Clients = append(res.Clients, c.info(true))
+		}
+	}
+	return res
+}
 
 func (g *Gateway) bindCommand(ctx context.Context, clientID string, do func(context.Context, *conn) error) *linkv1.CommandResult {
 	c := g.conn(clientID)
@@ -341,7 +446,7 @@ func (g *Gateway) bindCommand(ctx context.Context, clientID string, do func(cont
 		return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, err.Error())
 	case errors.Is(err, errOtherUID):
 		return fail(linkv1.ResultCode_RESULT_CODE_CONFLICT, err.Error())
-	case errors.Is(err, errEmptyUID):
+	case errors.Is(err, errEmptyUID), errors.Is(err, errEmptyGroup), errors.Is(err, errBadSession):
 		return fail(linkv1.ResultCode_RESULT_CODE_INVALID, err.Error())
 	default:
 		g.log.Error("directory call failed", "client_id", clientID, "err", err)

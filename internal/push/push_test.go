@@ -2,6 +2,7 @@ package push_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -72,7 +73,7 @@ var rpcs = []rpc{
 		call: func(ctx context.Context, c pushv1.PushServiceClient) (proto.Message, error) {
 			return c.IsUidOnline(ctx, &pushv1.IsUidOnlineRequest{Uid: "alice"})
 		},
-		wantCall: apiCall{"IsUIDOnline", []any{"alice"}},
+		wantCall: apiCall{"UIDsOnline", []any{[]string{"alice"}}},
 		wantResp: &pushv1.IsUidOnlineResponse{Online: true},
 	},
 	{
@@ -94,9 +95,9 @@ var rpcs = []rpc{
 	{
 		name: "GetClientIdByUid",
 		call: func(ctx context.Context, c pushv1.PushServiceClient) (proto.Message, error) {
-			return c.GetClientIdByUid(ctx, &pushv1.GetClientIdByUidRequest{Uid: "carol"})
+			return c.GetClientIdByUid(ctx, &pushv1.GetClientIdByUidRequest{Uid: "alice"})
 		},
-		wantCall: apiCall{"ClientIDsByUID", []any{"carol"}},
+		wantCall: apiCall{"ClientIDsByUIDs", []any{[]string{"alice"}}},
 		wantResp: &pushv1.GetClientIdByUidResponse{ClientIds: fakeClientIDs},
 	},
 	{
@@ -202,7 +203,7 @@ func TestErrorCodes(t *testing.T) {
 	}
 }
 
-// Results fakeAPI returns when it succeeds.
+// Results fakeAPI returns.
 const (
 	fakeDelivered = 3
 	fakeUID       = "alice"
@@ -217,7 +218,8 @@ type apiCall struct {
 }
 
 // fakeAPI is a worker.API that records its calls and answers every one with
-// err, or with fixed results when err is nil.
+// fixed results and err (nil unless reset says otherwise), as an incomplete
+// cluster-wide answer does.
 type fakeAPI struct {
 	mu        sync.Mutex
 	calls     []apiCall
@@ -241,6 +243,17 @@ func (f *fakeAPI) taken() []apiCall {
 	return f.calls
 }
 
+// last returns the latest call since the last reset ("" when none).
+func (f *fakeAPI) last() (string, []any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) == 0 {
+		return "", nil
+	}
+	c := f.calls[len(f.calls)-1]
+	return c.method, c.args
+}
+
 func (f *fakeAPI) record(method string, args ...any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -248,50 +261,110 @@ func (f *fakeAPI) record(method string, args ...any) error {
 	return f.err
 }
 
-func (f *fakeAPI) SendToClient(_ context.Context, clientID string, data []byte, binary bool) error {
-	return f.record("SendToClient", clientID, data, binary)
+func (f *fakeAPI) SendToClient(_ context.Context, id string, data []byte, binary bool) error {
+	return f.record("SendToClient", id, data, binary)
 }
 
 func (f *fakeAPI) SendToUID(_ context.Context, uids []string, data []byte, binary bool) (int, error) {
-	if err := f.record("SendToUID", uids, data, binary); err != nil {
-		return 0, err
-	}
+	err := f.record("SendToUID", uids, data, binary)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.delivered, nil
+	return f.delivered, err
 }
 
 func (f *fakeAPI) IsUIDOnline(_ context.Context, uid string) (bool, error) {
-	if err := f.record("IsUIDOnline", uid); err != nil {
-		return false, err
-	}
-	return true, nil
+	return true, f.record("IsUIDOnline", uid)
 }
 
-func (f *fakeAPI) BindUID(_ context.Context, clientID, uid string) error {
-	return f.record("BindUID", clientID, uid)
+func (f *fakeAPI) BindUID(_ context.Context, id, uid string) error {
+	return f.record("BindUID", id, uid)
 }
 
-func (f *fakeAPI) UnbindUID(_ context.Context, clientID, uid string) error {
-	return f.record("UnbindUID", clientID, uid)
+func (f *fakeAPI) UnbindUID(_ context.Context, id, uid string) error {
+	return f.record("UnbindUID", id, uid)
 }
 
 func (f *fakeAPI) ClientIDsByUID(_ context.Context, uid string) ([]string, error) {
-	if err := f.record("ClientIDsByUID", uid); err != nil {
-		return nil, err
-	}
-	return fakeClientIDs, nil
+	return fakeClientIDs, f.record("ClientIDsByUID", uid)
 }
 
-func (f *fakeAPI) UIDByClientID(_ context.Context, clientID string) (string, error) {
-	if err := f.record("UIDByClientID", clientID); err != nil {
-		return "", err
-	}
-	return fakeUID, nil
+func (f *fakeAPI) UIDByClientID(_ context.Context, id string) (string, error) {
+	return fakeUID, f.record("UIDByClientID", id)
 }
 
-func (f *fakeAPI) CloseClient(_ context.Context, clientID string, data []byte) error {
-	return f.record("CloseClient", clientID, data)
+func (f *fakeAPI) CloseClient(_ context.Context, id string, data []byte) error {
+	return f.record("CloseClient", id, data)
+}
+
+func (f *fakeAPI) SendToAll(_ context.Context, data []byte, binary bool, ids, exclude []string) (int, error) {
+	return 4, f.record("SendToAll", data, binary, ids, exclude)
+}
+
+func (f *fakeAPI) SendToGroup(_ context.Context, groups []string, data []byte, binary bool, exclude []string) (int, error) {
+	return 3, f.record("SendToGroup", groups, data, binary, exclude)
+}
+
+func (f *fakeAPI) DestroyClient(_ context.Context, id string) error {
+	return f.record("DestroyClient", id)
+}
+
+func (f *fakeAPI) IsOnline(_ context.Context, id string) (bool, error) {
+	return true, f.record("IsOnline", id)
+}
+
+func (f *fakeAPI) UIDsOnline(_ context.Context, uids []string) (map[string]bool, error) {
+	m := make(map[string]bool, len(uids))
+	for _, u := range uids {
+		m[u] = u == fakeUID
+	}
+	return m, f.record("UIDsOnline", uids)
+}
+
+func (f *fakeAPI) ClientIDsByUIDs(_ context.Context, uids []string) (map[string][]string, error) {
+	m := make(map[string][]string)
+	for _, u := range uids {
+		if u == fakeUID {
+			m[u] = fakeClientIDs
+		}
+	}
+	return m, f.record("ClientIDsByUIDs", uids)
+}
+
+func (f *fakeAPI) JoinGroup(_ context.Context, id, group string) error {
+	return f.record("JoinGroup", id, group)
+}
+
+func (f *fakeAPI) LeaveGroup(_ context.Context, id, group string) error {
+	return f.record("LeaveGroup", id, group)
+}
+
+func (f *fakeAPI) Ungroup(_ context.Context, group string) (int, error) {
+	return 5, f.record("Ungroup", group)
+}
+
+func (f *fakeAPI) GroupMembers(_ context.Context, groups []string) (map[string]worker.GroupMembers, error) {
+	return map[string]worker.GroupMembers{"g": {ClientIDs: []string{cid1}, UIDs: []string{fakeUID}}}, f.record("GroupMembers", groups)
+}
+
+func (f *fakeAPI) ClientCount(_ context.Context, group string) (int, error) {
+	return 7, f.record("ClientCount", group)
+}
+
+func (f *fakeAPI) Clients(_ context.Context, group string) ([]worker.ClientInfo, error) {
+	return []worker.ClientInfo{{ClientID: cid1, UID: fakeUID, Groups: []string{"g"}, Session: json.RawMessage(`{"a":1}`)}},
+		f.record("Clients", group)
+}
+
+func (f *fakeAPI) SetSession(_ context.Context, id string, s json.RawMessage) error {
+	return f.record("SetSession", id, string(s))
+}
+
+func (f *fakeAPI) UpdateSession(_ context.Context, id string, p json.RawMessage) error {
+	return f.record("UpdateSession", id, string(p))
+}
+
+func (f *fakeAPI) GetSession(_ context.Context, id string) (json.RawMessage, error) {
+	return json.RawMessage(`{"a":1}`), f.record("GetSession", id)
 }
 
 // newClient serves push.NewServer(api) on a loopback port until the test

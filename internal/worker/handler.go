@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 )
 
@@ -34,6 +35,10 @@ type Client struct {
 	RemoteAddress string
 	// GatewayAddress is the gateway's public host:port the client reached.
 	GatewayAddress string
+	// Session is the connection's session (a JSON object, nil when empty)
+	// when the event happened; change it with API.SetSession or
+	// API.UpdateSession.
+	Session json.RawMessage
 }
 
 // Request is the WebSocket handshake request of a connection.

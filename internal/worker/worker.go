@@ -267,7 +267,7 @@ func (w *Worker) handle(le laneEvent) {
 		}
 	}()
 	ctx := w.linkCtx // lives until every in-flight event is handled
-	c := &Client{ID: ev.GetClientId(), UID: ev.GetUid(), GatewayAddress: le.gatewayAddress}
+	c := &Client{ID: ev.GetClientId(), UID: ev.GetUid(), GatewayAddress: le.gatewayAddress, Session: ev.GetSession()}
 	switch k := ev.GetKind().(type) {
 	case *linkv1.Event_Connected:
 		c.RemoteAddress = k.Connected.GetRemoteAddress()

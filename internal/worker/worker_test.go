@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -45,7 +46,7 @@ func TestConnectEvents(t *testing.T) {
 	}
 	for _, e := range evs {
 		want := worker.Client{ID: id, RemoteAddress: cl.local, GatewayAddress: g.wsAddr}
-		if e.client != want {
+		if !reflect.DeepEqual(e.client, want) {
 			t.Errorf("%s: client = %+v, want %+v", e.kind, e.client, want)
 		}
 	}

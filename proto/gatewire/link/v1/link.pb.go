@@ -341,6 +341,9 @@ type Event struct {
 	// uid is the uid the connection was bound to when the event happened ("" if
 	// none); on a Closed event it is the uid the connection had.
 	Uid string `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	// session is the connection's session when the event happened (a JSON
+	// object; empty when none).
+	Session []byte `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Event_Connected
@@ -393,6 +396,13 @@ func (x *Event) GetUid() string {
 		return x.Uid
 	}
 	return ""
+}
+
+func (x *Event) GetSession() []byte {
+	if x != nil {
+		return x.Session
+	}
+	return nil
 }
 
 func (x *Event) GetKind() isEvent_Kind {
@@ -704,6 +714,14 @@ type Command struct {
 	//	*Command_Close
 	//	*Command_Bind
 	//	*Command_Unbind
+	//	*Command_SendAll
+	//	*Command_JoinGroup
+	//	*Command_LeaveGroup
+	//	*Command_Ungroup
+	//	*Command_SetSession
+	//	*Command_UpdateSession
+	//	*Command_GetSession
+	//	*Command_Query
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -789,6 +807,78 @@ func (x *Command) GetUnbind() *Unbind {
 	return nil
 }
 
+func (x *Command) GetSendAll() *SendAll {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SendAll); ok {
+			return x.SendAll
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetJoinGroup() *JoinGroup {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_JoinGroup); ok {
+			return x.JoinGroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLeaveGroup() *LeaveGroup {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_LeaveGroup); ok {
+			return x.LeaveGroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUngroup() *Ungroup {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_Ungroup); ok {
+			return x.Ungroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetSession() *SetSession {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SetSession); ok {
+			return x.SetSession
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdateSession() *UpdateSession {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_UpdateSession); ok {
+			return x.UpdateSession
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetGetSession() *GetSession {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_GetSession); ok {
+			return x.GetSession
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetQuery() *Query {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_Query); ok {
+			return x.Query
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -809,6 +899,38 @@ type Command_Unbind struct {
 	Unbind *Unbind `protobuf:"bytes,5,opt,name=unbind,proto3,oneof"`
 }
 
+type Command_SendAll struct {
+	SendAll *SendAll `protobuf:"bytes,6,opt,name=send_all,json=sendAll,proto3,oneof"`
+}
+
+type Command_JoinGroup struct {
+	JoinGroup *JoinGroup `protobuf:"bytes,7,opt,name=join_group,json=joinGroup,proto3,oneof"`
+}
+
+type Command_LeaveGroup struct {
+	LeaveGroup *LeaveGroup `protobuf:"bytes,8,opt,name=leave_group,json=leaveGroup,proto3,oneof"`
+}
+
+type Command_Ungroup struct {
+	Ungroup *Ungroup `protobuf:"bytes,9,opt,name=ungroup,proto3,oneof"`
+}
+
+type Command_SetSession struct {
+	SetSession *SetSession `protobuf:"bytes,10,opt,name=set_session,json=setSession,proto3,oneof"`
+}
+
+type Command_UpdateSession struct {
+	UpdateSession *UpdateSession `protobuf:"bytes,11,opt,name=update_session,json=updateSession,proto3,oneof"`
+}
+
+type Command_GetSession struct {
+	GetSession *GetSession `protobuf:"bytes,12,opt,name=get_session,json=getSession,proto3,oneof"`
+}
+
+type Command_Query struct {
+	Query *Query `protobuf:"bytes,13,opt,name=query,proto3,oneof"`
+}
+
 func (*Command_Send) isCommand_Kind() {}
 
 func (*Command_Close) isCommand_Kind() {}
@@ -816,6 +938,22 @@ func (*Command_Close) isCommand_Kind() {}
 func (*Command_Bind) isCommand_Kind() {}
 
 func (*Command_Unbind) isCommand_Kind() {}
+
+func (*Command_SendAll) isCommand_Kind() {}
+
+func (*Command_JoinGroup) isCommand_Kind() {}
+
+func (*Command_LeaveGroup) isCommand_Kind() {}
+
+func (*Command_Ungroup) isCommand_Kind() {}
+
+func (*Command_SetSession) isCommand_Kind() {}
+
+func (*Command_UpdateSession) isCommand_Kind() {}
+
+func (*Command_GetSession) isCommand_Kind() {}
+
+func (*Command_Query) isCommand_Kind() {}
 
 // Send writes one frame to each listed connection; the payload travels once.
 type Send struct {
@@ -885,8 +1023,11 @@ type Close struct {
 	// data, if not empty, is sent as a text frame before the close.
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// status is the WebSocket close status; zero means 1000 (normal).
-	Status        int32  `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
-	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Status int32  `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// destroy drops the connection at once: queued frames are discarded and
+	// no close handshake takes place (data is ignored).
+	Destroy       bool `protobuf:"varint,5,opt,name=destroy,proto3" json:"destroy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -949,6 +1090,511 @@ func (x *Close) GetReason() string {
 	return ""
 }
 
+func (x *Close) GetDestroy() bool {
+	if x != nil {
+		return x.Destroy
+	}
+	return false
+}
+
+// SendAll writes one frame to every connection of the gateway but the
+// excluded ones; the gateway fans out, the payload travels once.
+type SendAll struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Binary        bool                   `protobuf:"varint,2,opt,name=binary,proto3" json:"binary,omitempty"`
+	Exclude       []string               `protobuf:"bytes,3,rep,name=exclude,proto3" json:"exclude,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendAll) Reset() {
+	*x = SendAll{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendAll) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendAll) ProtoMessage() {}
+
+func (x *SendAll) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendAll.ProtoReflect.Descriptor instead.
+func (*SendAll) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SendAll) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SendAll) GetBinary() bool {
+	if x != nil {
+		return x.Binary
+	}
+	return false
+}
+
+func (x *SendAll) GetExclude() []string {
+	if x != nil {
+		return x.Exclude
+	}
+	return nil
+}
+
+// JoinGroup adds a connection to a group.
+type JoinGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinGroup) Reset() {
+	*x = JoinGroup{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinGroup) ProtoMessage() {}
+
+func (x *JoinGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinGroup.ProtoReflect.Descriptor instead.
+func (*JoinGroup) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *JoinGroup) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *JoinGroup) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// LeaveGroup removes a connection from a group.
+type LeaveGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveGroup) Reset() {
+	*x = LeaveGroup{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveGroup) ProtoMessage() {}
+
+func (x *LeaveGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveGroup.ProtoReflect.Descriptor instead.
+func (*LeaveGroup) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LeaveGroup) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *LeaveGroup) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// Ungroup removes every connection of this gateway from a group.
+type Ungroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ungroup) Reset() {
+	*x = Ungroup{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ungroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ungroup) ProtoMessage() {}
+
+func (x *Ungroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ungroup.ProtoReflect.Descriptor instead.
+func (*Ungroup) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Ungroup) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// SetSession replaces a connection's session (a JSON object).
+type SetSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Session       []byte                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSession) Reset() {
+	*x = SetSession{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSession) ProtoMessage() {}
+
+func (x *SetSession) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSession.ProtoReflect.Descriptor instead.
+func (*SetSession) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SetSession) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *SetSession) GetSession() []byte {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// UpdateSession merges a JSON merge patch (RFC 7396) into a connection's
+// session, atomically at the gateway.
+type UpdateSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Patch         []byte                 `protobuf:"bytes,2,opt,name=patch,proto3" json:"patch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSession) Reset() {
+	*x = UpdateSession{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSession) ProtoMessage() {}
+
+func (x *UpdateSession) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSession.ProtoReflect.Descriptor instead.
+func (*UpdateSession) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UpdateSession) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *UpdateSession) GetPatch() []byte {
+	if x != nil {
+		return x.Patch
+	}
+	return nil
+}
+
+// GetSession reads a connection's session.
+type GetSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSession) Reset() {
+	*x = GetSession{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSession) ProtoMessage() {}
+
+func (x *GetSession) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSession.ProtoReflect.Descriptor instead.
+func (*GetSession) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetSession) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// Query lists (or counts) this gateway's connections, optionally only
+// those in group or only client_id.
+type Query struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Group    string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	ClientId string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// count_only returns count and no clients.
+	CountOnly     bool `protobuf:"varint,3,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Query) Reset() {
+	*x = Query{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Query) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Query) ProtoMessage() {}
+
+func (x *Query) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Query.ProtoReflect.Descriptor instead.
+func (*Query) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Query) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Query) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Query) GetCountOnly() bool {
+	if x != nil {
+		return x.CountOnly
+	}
+	return false
+}
+
+// ClientInfo describes one connection for a Query.
+type ClientInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Uid      string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Groups   []string               `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	// session is the connection's session (JSON object; empty when none).
+	Session       []byte `protobuf:"bytes,4,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientInfo) Reset() {
+	*x = ClientInfo{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientInfo) ProtoMessage() {}
+
+func (x *ClientInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
+func (*ClientInfo) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ClientInfo) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ClientInfo) GetSession() []byte {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
 // Bind binds a connection to a uid, replacing any earlier uid.
 type Bind struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -960,7 +1606,7 @@ type Bind struct {
 
 func (x *Bind) Reset() {
 	*x = Bind{}
-	mi := &file_gatewire_link_v1_link_proto_msgTypes[12]
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1618,7 @@ func (x *Bind) String() string {
 func (*Bind) ProtoMessage() {}
 
 func (x *Bind) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_link_v1_link_proto_msgTypes[12]
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1631,7 @@ func (x *Bind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bind.ProtoReflect.Descriptor instead.
 func (*Bind) Descriptor() ([]byte, []int) {
-	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{12}
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Bind) GetClientId() string {
@@ -1013,7 +1659,7 @@ type Unbind struct {
 
 func (x *Unbind) Reset() {
 	*x = Unbind{}
-	mi := &file_gatewire_link_v1_link_proto_msgTypes[13]
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1671,7 @@ func (x *Unbind) String() string {
 func (*Unbind) ProtoMessage() {}
 
 func (x *Unbind) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_link_v1_link_proto_msgTypes[13]
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1684,7 @@ func (x *Unbind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unbind.ProtoReflect.Descriptor instead.
 func (*Unbind) Descriptor() ([]byte, []int) {
-	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{13}
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Unbind) GetClientId() string {
@@ -1064,14 +1710,20 @@ type CommandResult struct {
 	// delivered counts the connections a Send reached (queued for writing).
 	Delivered uint32 `protobuf:"varint,3,opt,name=delivered,proto3" json:"delivered,omitempty"`
 	// error explains a failure.
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// session answers GetSession (a JSON object; empty when none).
+	Session []byte `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	// clients answers Query.
+	Clients []*ClientInfo `protobuf:"bytes,6,rep,name=clients,proto3" json:"clients,omitempty"`
+	// count answers Query with count_only.
+	Count         uint32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_gatewire_link_v1_link_proto_msgTypes[14]
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1735,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_link_v1_link_proto_msgTypes[14]
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1748,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{14}
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CommandResult) GetId() uint64 {
@@ -1127,6 +1779,27 @@ func (x *CommandResult) GetError() string {
 	return ""
 }
 
+func (x *CommandResult) GetSession() []byte {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *CommandResult) GetClients() []*ClientInfo {
+	if x != nil {
+		return x.Clients
+	}
+	return nil
+}
+
+func (x *CommandResult) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_gatewire_link_v1_link_proto protoreflect.FileDescriptor
 
 const file_gatewire_link_v1_link_proto_rawDesc = "" +
@@ -1146,10 +1819,11 @@ const file_gatewire_link_v1_link_proto_rawDesc = "" +
 	"\fGatewayHello\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12%\n" +
-	"\x0epublic_address\x18\x02 \x01(\tR\rpublicAddress\"\xe6\x01\n" +
+	"\x0epublic_address\x18\x02 \x01(\tR\rpublicAddress\"\x80\x02\n" +
 	"\x05Event\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
-	"\x03uid\x18\x02 \x01(\tR\x03uid\x12;\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x18\n" +
+	"\asession\x18\x06 \x01(\fR\asession\x12;\n" +
 	"\tconnected\x18\x03 \x01(\v2\x1b.gatewire.link.v1.ConnectedH\x00R\tconnected\x125\n" +
 	"\amessage\x18\x04 \x01(\v2\x19.gatewire.link.v1.MessageH\x00R\amessage\x122\n" +
 	"\x06closed\x18\x05 \x01(\v2\x18.gatewire.link.v1.ClosedH\x00R\x06closedB\x06\n" +
@@ -1168,35 +1842,86 @@ const file_gatewire_link_v1_link_proto_rawDesc = "" +
 	"\x06binary\x18\x02 \x01(\bR\x06binary\"4\n" +
 	"\x06Closed\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xe2\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xcd\x05\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
 	"\x04send\x18\x02 \x01(\v2\x16.gatewire.link.v1.SendH\x00R\x04send\x12/\n" +
 	"\x05close\x18\x03 \x01(\v2\x17.gatewire.link.v1.CloseH\x00R\x05close\x12,\n" +
 	"\x04bind\x18\x04 \x01(\v2\x16.gatewire.link.v1.BindH\x00R\x04bind\x122\n" +
-	"\x06unbind\x18\x05 \x01(\v2\x18.gatewire.link.v1.UnbindH\x00R\x06unbindB\x06\n" +
+	"\x06unbind\x18\x05 \x01(\v2\x18.gatewire.link.v1.UnbindH\x00R\x06unbind\x126\n" +
+	"\bsend_all\x18\x06 \x01(\v2\x19.gatewire.link.v1.SendAllH\x00R\asendAll\x12<\n" +
+	"\n" +
+	"join_group\x18\a \x01(\v2\x1b.gatewire.link.v1.JoinGroupH\x00R\tjoinGroup\x12?\n" +
+	"\vleave_group\x18\b \x01(\v2\x1c.gatewire.link.v1.LeaveGroupH\x00R\n" +
+	"leaveGroup\x125\n" +
+	"\aungroup\x18\t \x01(\v2\x19.gatewire.link.v1.UngroupH\x00R\aungroup\x12?\n" +
+	"\vset_session\x18\n" +
+	" \x01(\v2\x1c.gatewire.link.v1.SetSessionH\x00R\n" +
+	"setSession\x12H\n" +
+	"\x0eupdate_session\x18\v \x01(\v2\x1f.gatewire.link.v1.UpdateSessionH\x00R\rupdateSession\x12?\n" +
+	"\vget_session\x18\f \x01(\v2\x1c.gatewire.link.v1.GetSessionH\x00R\n" +
+	"getSession\x12/\n" +
+	"\x05query\x18\r \x01(\v2\x17.gatewire.link.v1.QueryH\x00R\x05queryB\x06\n" +
 	"\x04kind\"Q\n" +
 	"\x04Send\x12\x1d\n" +
 	"\n" +
 	"client_ids\x18\x01 \x03(\tR\tclientIds\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
-	"\x06binary\x18\x03 \x01(\bR\x06binary\"h\n" +
+	"\x06binary\x18\x03 \x01(\bR\x06binary\"\x82\x01\n" +
 	"\x05Close\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
 	"\x06status\x18\x03 \x01(\x05R\x06status\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"5\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
+	"\adestroy\x18\x05 \x01(\bR\adestroy\"O\n" +
+	"\aSendAll\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06binary\x18\x02 \x01(\bR\x06binary\x12\x18\n" +
+	"\aexclude\x18\x03 \x03(\tR\aexclude\">\n" +
+	"\tJoinGroup\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"?\n" +
+	"\n" +
+	"LeaveGroup\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"\x1f\n" +
+	"\aUngroup\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"C\n" +
+	"\n" +
+	"SetSession\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x18\n" +
+	"\asession\x18\x02 \x01(\fR\asession\"B\n" +
+	"\rUpdateSession\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05patch\x18\x02 \x01(\fR\x05patch\")\n" +
+	"\n" +
+	"GetSession\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"Y\n" +
+	"\x05Query\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1d\n" +
+	"\n" +
+	"count_only\x18\x03 \x01(\bR\tcountOnly\"m\n" +
+	"\n" +
+	"ClientInfo\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x16\n" +
+	"\x06groups\x18\x03 \x03(\tR\x06groups\x12\x18\n" +
+	"\asession\x18\x04 \x01(\fR\asession\"5\n" +
 	"\x04Bind\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\"7\n" +
 	"\x06Unbind\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
-	"\x03uid\x18\x02 \x01(\tR\x03uid\"\x85\x01\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\"\xed\x01\n" +
 	"\rCommandResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x120\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x1c.gatewire.link.v1.ResultCodeR\x04code\x12\x1c\n" +
 	"\tdelivered\x18\x03 \x01(\rR\tdelivered\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error*\xa8\x01\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
+	"\asession\x18\x05 \x01(\fR\asession\x126\n" +
+	"\aclients\x18\x06 \x03(\v2\x1c.gatewire.link.v1.ClientInfoR\aclients\x12\x14\n" +
+	"\x05count\x18\a \x01(\rR\x05count*\xa8\x01\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -1221,7 +1946,7 @@ func file_gatewire_link_v1_link_proto_rawDescGZIP() []byte {
 }
 
 var file_gatewire_link_v1_link_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_gatewire_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_gatewire_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_gatewire_link_v1_link_proto_goTypes = []any{
 	(ResultCode)(0),         // 0: gatewire.link.v1.ResultCode
 	(*ConnectRequest)(nil),  // 1: gatewire.link.v1.ConnectRequest
@@ -1236,32 +1961,50 @@ var file_gatewire_link_v1_link_proto_goTypes = []any{
 	(*Command)(nil),         // 10: gatewire.link.v1.Command
 	(*Send)(nil),            // 11: gatewire.link.v1.Send
 	(*Close)(nil),           // 12: gatewire.link.v1.Close
-	(*Bind)(nil),            // 13: gatewire.link.v1.Bind
-	(*Unbind)(nil),          // 14: gatewire.link.v1.Unbind
-	(*CommandResult)(nil),   // 15: gatewire.link.v1.CommandResult
+	(*SendAll)(nil),         // 13: gatewire.link.v1.SendAll
+	(*JoinGroup)(nil),       // 14: gatewire.link.v1.JoinGroup
+	(*LeaveGroup)(nil),      // 15: gatewire.link.v1.LeaveGroup
+	(*Ungroup)(nil),         // 16: gatewire.link.v1.Ungroup
+	(*SetSession)(nil),      // 17: gatewire.link.v1.SetSession
+	(*UpdateSession)(nil),   // 18: gatewire.link.v1.UpdateSession
+	(*GetSession)(nil),      // 19: gatewire.link.v1.GetSession
+	(*Query)(nil),           // 20: gatewire.link.v1.Query
+	(*ClientInfo)(nil),      // 21: gatewire.link.v1.ClientInfo
+	(*Bind)(nil),            // 22: gatewire.link.v1.Bind
+	(*Unbind)(nil),          // 23: gatewire.link.v1.Unbind
+	(*CommandResult)(nil),   // 24: gatewire.link.v1.CommandResult
 }
 var file_gatewire_link_v1_link_proto_depIdxs = []int32{
 	3,  // 0: gatewire.link.v1.ConnectRequest.hello:type_name -> gatewire.link.v1.WorkerHello
 	10, // 1: gatewire.link.v1.ConnectRequest.commands:type_name -> gatewire.link.v1.Command
 	4,  // 2: gatewire.link.v1.ConnectResponse.hello:type_name -> gatewire.link.v1.GatewayHello
 	5,  // 3: gatewire.link.v1.ConnectResponse.events:type_name -> gatewire.link.v1.Event
-	15, // 4: gatewire.link.v1.ConnectResponse.results:type_name -> gatewire.link.v1.CommandResult
+	24, // 4: gatewire.link.v1.ConnectResponse.results:type_name -> gatewire.link.v1.CommandResult
 	6,  // 5: gatewire.link.v1.Event.connected:type_name -> gatewire.link.v1.Connected
 	8,  // 6: gatewire.link.v1.Event.message:type_name -> gatewire.link.v1.Message
 	9,  // 7: gatewire.link.v1.Event.closed:type_name -> gatewire.link.v1.Closed
 	7,  // 8: gatewire.link.v1.Connected.headers:type_name -> gatewire.link.v1.Header
 	11, // 9: gatewire.link.v1.Command.send:type_name -> gatewire.link.v1.Send
 	12, // 10: gatewire.link.v1.Command.close:type_name -> gatewire.link.v1.Close
-	13, // 11: gatewire.link.v1.Command.bind:type_name -> gatewire.link.v1.Bind
-	14, // 12: gatewire.link.v1.Command.unbind:type_name -> gatewire.link.v1.Unbind
-	0,  // 13: gatewire.link.v1.CommandResult.code:type_name -> gatewire.link.v1.ResultCode
-	1,  // 14: gatewire.link.v1.LinkService.Connect:input_type -> gatewire.link.v1.ConnectRequest
-	2,  // 15: gatewire.link.v1.LinkService.Connect:output_type -> gatewire.link.v1.ConnectResponse
-	15, // [15:16] is the sub-list for method output_type
-	14, // [14:15] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	22, // 11: gatewire.link.v1.Command.bind:type_name -> gatewire.link.v1.Bind
+	23, // 12: gatewire.link.v1.Command.unbind:type_name -> gatewire.link.v1.Unbind
+	13, // 13: gatewire.link.v1.Command.send_all:type_name -> gatewire.link.v1.SendAll
+	14, // 14: gatewire.link.v1.Command.join_group:type_name -> gatewire.link.v1.JoinGroup
+	15, // 15: gatewire.link.v1.Command.leave_group:type_name -> gatewire.link.v1.LeaveGroup
+	16, // 16: gatewire.link.v1.Command.ungroup:type_name -> gatewire.link.v1.Ungroup
+	17, // 17: gatewire.link.v1.Command.set_session:type_name -> gatewire.link.v1.SetSession
+	18, // 18: gatewire.link.v1.Command.update_session:type_name -> gatewire.link.v1.UpdateSession
+	19, // 19: gatewire.link.v1.Command.get_session:type_name -> gatewire.link.v1.GetSession
+	20, // 20: gatewire.link.v1.Command.query:type_name -> gatewire.link.v1.Query
+	0,  // 21: gatewire.link.v1.CommandResult.code:type_name -> gatewire.link.v1.ResultCode
+	21, // 22: gatewire.link.v1.CommandResult.clients:type_name -> gatewire.link.v1.ClientInfo
+	1,  // 23: gatewire.link.v1.LinkService.Connect:input_type -> gatewire.link.v1.ConnectRequest
+	2,  // 24: gatewire.link.v1.LinkService.Connect:output_type -> gatewire.link.v1.ConnectResponse
+	24, // [24:25] is the sub-list for method output_type
+	23, // [23:24] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_gatewire_link_v1_link_proto_init() }
@@ -1279,6 +2022,14 @@ func file_gatewire_link_v1_link_proto_init() {
 		(*Command_Close)(nil),
 		(*Command_Bind)(nil),
 		(*Command_Unbind)(nil),
+		(*Command_SendAll)(nil),
+		(*Command_JoinGroup)(nil),
+		(*Command_LeaveGroup)(nil),
+		(*Command_Ungroup)(nil),
+		(*Command_SetSession)(nil),
+		(*Command_UpdateSession)(nil),
+		(*Command_GetSession)(nil),
+		(*Command_Query)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1286,7 +2037,7 @@ func file_gatewire_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatewire_link_v1_link_proto_rawDesc), len(file_gatewire_link_v1_link_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -11,7 +11,9 @@
 //
 // Status codes: INVALID_ARGUMENT for bad input, NOT_FOUND when a client_id is
 // not connected, FAILED_PRECONDITION when a connection is bound to another
-// uid, UNAVAILABLE when a gateway or the directory cannot be reached.
+// uid, UNAVAILABLE when a gateway or the directory cannot be reached. The
+// same calls are served as HTTP/JSON: POST /v1/<Method> with the request as
+// JSON (protobuf JSON mapping; bytes as base64) and the same bearer token.
 
 package pushv1
 
@@ -30,6 +32,121 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// SendToAllRequest: data goes to every connection (or client_ids), minus
+// exclude_client_ids.
+type SendToAllRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Data             []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Binary           bool                   `protobuf:"varint,2,opt,name=binary,proto3" json:"binary,omitempty"`
+	ClientIds        []string               `protobuf:"bytes,3,rep,name=client_ids,json=clientIds,proto3" json:"client_ids,omitempty"`
+	ExcludeClientIds []string               `protobuf:"bytes,4,rep,name=exclude_client_ids,json=excludeClientIds,proto3" json:"exclude_client_ids,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SendToAllRequest) Reset() {
+	*x = SendToAllRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendToAllRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendToAllRequest) ProtoMessage() {}
+
+func (x *SendToAllRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendToAllRequest.ProtoReflect.Descriptor instead.
+func (*SendToAllRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SendToAllRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SendToAllRequest) GetBinary() bool {
+	if x != nil {
+		return x.Binary
+	}
+	return false
+}
+
+func (x *SendToAllRequest) GetClientIds() []string {
+	if x != nil {
+		return x.ClientIds
+	}
+	return nil
+}
+
+func (x *SendToAllRequest) GetExcludeClientIds() []string {
+	if x != nil {
+		return x.ExcludeClientIds
+	}
+	return nil
+}
+
+// SendToAllResponse counts the connections reached.
+type SendToAllResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Delivered     uint32                 `protobuf:"varint,1,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendToAllResponse) Reset() {
+	*x = SendToAllResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendToAllResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendToAllResponse) ProtoMessage() {}
+
+func (x *SendToAllResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendToAllResponse.ProtoReflect.Descriptor instead.
+func (*SendToAllResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SendToAllResponse) GetDelivered() uint32 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
 // SendToClientRequest names the connection and the frame.
 type SendToClientRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -43,7 +160,7 @@ type SendToClientRequest struct {
 
 func (x *SendToClientRequest) Reset() {
 	*x = SendToClientRequest{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[0]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -55,7 +172,7 @@ func (x *SendToClientRequest) String() string {
 func (*SendToClientRequest) ProtoMessage() {}
 
 func (x *SendToClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[0]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -68,7 +185,7 @@ func (x *SendToClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendToClientRequest.ProtoReflect.Descriptor instead.
 func (*SendToClientRequest) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{0}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SendToClientRequest) GetClientId() string {
@@ -101,7 +218,7 @@ type SendToClientResponse struct {
 
 func (x *SendToClientResponse) Reset() {
 	*x = SendToClientResponse{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[1]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -113,7 +230,7 @@ func (x *SendToClientResponse) String() string {
 func (*SendToClientResponse) ProtoMessage() {}
 
 func (x *SendToClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[1]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -126,7 +243,7 @@ func (x *SendToClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendToClientResponse.ProtoReflect.Descriptor instead.
 func (*SendToClientResponse) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{1}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{3}
 }
 
 // SendToUidRequest names the uids and the frame.
@@ -141,7 +258,7 @@ type SendToUidRequest struct {
 
 func (x *SendToUidRequest) Reset() {
 	*x = SendToUidRequest{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[2]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +270,7 @@ func (x *SendToUidRequest) String() string {
 func (*SendToUidRequest) ProtoMessage() {}
 
 func (x *SendToUidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[2]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +283,7 @@ func (x *SendToUidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendToUidRequest.ProtoReflect.Descriptor instead.
 func (*SendToUidRequest) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{2}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SendToUidRequest) GetUids() []string {
@@ -200,7 +317,7 @@ type SendToUidResponse struct {
 
 func (x *SendToUidResponse) Reset() {
 	*x = SendToUidResponse{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[3]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -212,7 +329,7 @@ func (x *SendToUidResponse) String() string {
 func (*SendToUidResponse) ProtoMessage() {}
 
 func (x *SendToUidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[3]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -225,7 +342,7 @@ func (x *SendToUidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendToUidResponse.ProtoReflect.Descriptor instead.
 func (*SendToUidResponse) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{3}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SendToUidResponse) GetDelivered() uint32 {
@@ -235,29 +352,32 @@ func (x *SendToUidResponse) GetDelivered() uint32 {
 	return 0
 }
 
-// IsUidOnlineRequest names the uid.
-type IsUidOnlineRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Uid           string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+// SendToGroupRequest names the groups, the frame and the exclusions.
+type SendToGroupRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Groups           []string               `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	Data             []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Binary           bool                   `protobuf:"varint,3,opt,name=binary,proto3" json:"binary,omitempty"`
+	ExcludeClientIds []string               `protobuf:"bytes,4,rep,name=exclude_client_ids,json=excludeClientIds,proto3" json:"exclude_client_ids,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
-func (x *IsUidOnlineRequest) Reset() {
-	*x = IsUidOnlineRequest{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[4]
+func (x *SendToGroupRequest) Reset() {
+	*x = SendToGroupRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *IsUidOnlineRequest) String() string {
+func (x *SendToGroupRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*IsUidOnlineRequest) ProtoMessage() {}
+func (*SendToGroupRequest) ProtoMessage() {}
 
-func (x *IsUidOnlineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[4]
+func (x *SendToGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,41 +388,253 @@ func (x *IsUidOnlineRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use IsUidOnlineRequest.ProtoReflect.Descriptor instead.
-func (*IsUidOnlineRequest) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{4}
+// Deprecated: Use SendToGroupRequest.ProtoReflect.Descriptor instead.
+func (*SendToGroupRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *IsUidOnlineRequest) GetUid() string {
+func (x *SendToGroupRequest) GetGroups() []string {
 	if x != nil {
-		return x.Uid
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *SendToGroupRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SendToGroupRequest) GetBinary() bool {
+	if x != nil {
+		return x.Binary
+	}
+	return false
+}
+
+func (x *SendToGroupRequest) GetExcludeClientIds() []string {
+	if x != nil {
+		return x.ExcludeClientIds
+	}
+	return nil
+}
+
+// SendToGroupResponse counts the connections reached.
+type SendToGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Delivered     uint32                 `protobuf:"varint,1,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendToGroupResponse) Reset() {
+	*x = SendToGroupResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendToGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendToGroupResponse) ProtoMessage() {}
+
+func (x *SendToGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendToGroupResponse.ProtoReflect.Descriptor instead.
+func (*SendToGroupResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SendToGroupResponse) GetDelivered() uint32 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+// CloseClientRequest names the connection.
+type CloseClientRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// data, if not empty, is sent as a text frame before closing.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// destroy drops the connection at once (GatewayWorker's destoryClient):
+	// no last frame, no close handshake.
+	Destroy       bool `protobuf:"varint,3,opt,name=destroy,proto3" json:"destroy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseClientRequest) Reset() {
+	*x = CloseClientRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseClientRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseClientRequest) ProtoMessage() {}
+
+func (x *CloseClientRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseClientRequest.ProtoReflect.Descriptor instead.
+func (*CloseClientRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CloseClientRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
 	}
 	return ""
 }
 
-// IsUidOnlineResponse answers it.
-type IsUidOnlineResponse struct {
+func (x *CloseClientRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *CloseClientRequest) GetDestroy() bool {
+	if x != nil {
+		return x.Destroy
+	}
+	return false
+}
+
+// CloseClientResponse confirms the close was started.
+type CloseClientResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseClientResponse) Reset() {
+	*x = CloseClientResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseClientResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseClientResponse) ProtoMessage() {}
+
+func (x *CloseClientResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseClientResponse.ProtoReflect.Descriptor instead.
+func (*CloseClientResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{9}
+}
+
+// IsOnlineRequest names the connection.
+type IsOnlineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IsOnlineRequest) Reset() {
+	*x = IsOnlineRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IsOnlineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IsOnlineRequest) ProtoMessage() {}
+
+func (x *IsOnlineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IsOnlineRequest.ProtoReflect.Descriptor instead.
+func (*IsOnlineRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *IsOnlineRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// IsOnlineResponse answers it.
+type IsOnlineResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Online        bool                   `protobuf:"varint,1,opt,name=online,proto3" json:"online,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *IsUidOnlineResponse) Reset() {
-	*x = IsUidOnlineResponse{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[5]
+func (x *IsOnlineResponse) Reset() {
+	*x = IsOnlineResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *IsUidOnlineResponse) String() string {
+func (x *IsOnlineResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*IsUidOnlineResponse) ProtoMessage() {}
+func (*IsOnlineResponse) ProtoMessage() {}
 
-func (x *IsUidOnlineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[5]
+func (x *IsOnlineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,12 +645,12 @@ func (x *IsUidOnlineResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use IsUidOnlineResponse.ProtoReflect.Descriptor instead.
-func (*IsUidOnlineResponse) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{5}
+// Deprecated: Use IsOnlineResponse.ProtoReflect.Descriptor instead.
+func (*IsOnlineResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *IsUidOnlineResponse) GetOnline() bool {
+func (x *IsOnlineResponse) GetOnline() bool {
 	if x != nil {
 		return x.Online
 	}
@@ -336,7 +668,7 @@ type BindUidRequest struct {
 
 func (x *BindUidRequest) Reset() {
 	*x = BindUidRequest{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[6]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +680,7 @@ func (x *BindUidRequest) String() string {
 func (*BindUidRequest) ProtoMessage() {}
 
 func (x *BindUidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[6]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +693,7 @@ func (x *BindUidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindUidRequest.ProtoReflect.Descriptor instead.
 func (*BindUidRequest) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{6}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BindUidRequest) GetClientId() string {
@@ -387,7 +719,7 @@ type BindUidResponse struct {
 
 func (x *BindUidResponse) Reset() {
 	*x = BindUidResponse{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[7]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -399,7 +731,7 @@ func (x *BindUidResponse) String() string {
 func (*BindUidResponse) ProtoMessage() {}
 
 func (x *BindUidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[7]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -412,7 +744,7 @@ func (x *BindUidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindUidResponse.ProtoReflect.Descriptor instead.
 func (*BindUidResponse) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{7}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{13}
 }
 
 // UnbindUidRequest names the connection and the uid it should lose.
@@ -426,7 +758,7 @@ type UnbindUidRequest struct {
 
 func (x *UnbindUidRequest) Reset() {
 	*x = UnbindUidRequest{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[8]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +770,7 @@ func (x *UnbindUidRequest) String() string {
 func (*UnbindUidRequest) ProtoMessage() {}
 
 func (x *UnbindUidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[8]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +783,7 @@ func (x *UnbindUidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbindUidRequest.ProtoReflect.Descriptor instead.
 func (*UnbindUidRequest) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{8}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UnbindUidRequest) GetClientId() string {
@@ -477,7 +809,7 @@ type UnbindUidResponse struct {
 
 func (x *UnbindUidResponse) Reset() {
 	*x = UnbindUidResponse{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[9]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +821,7 @@ func (x *UnbindUidResponse) String() string {
 func (*UnbindUidResponse) ProtoMessage() {}
 
 func (x *UnbindUidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[9]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,20 +834,127 @@ func (x *UnbindUidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbindUidResponse.ProtoReflect.Descriptor instead.
 func (*UnbindUidResponse) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{9}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{15}
 }
 
-// GetClientIdByUidRequest names the uid.
+// IsUidOnlineRequest names one uid, or many (batched).
+type IsUidOnlineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uid           string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Uids          []string               `protobuf:"bytes,2,rep,name=uids,proto3" json:"uids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IsUidOnlineRequest) Reset() {
+	*x = IsUidOnlineRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IsUidOnlineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IsUidOnlineRequest) ProtoMessage() {}
+
+func (x *IsUidOnlineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IsUidOnlineRequest.ProtoReflect.Descriptor instead.
+func (*IsUidOnlineRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *IsUidOnlineRequest) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *IsUidOnlineRequest) GetUids() []string {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+// IsUidOnlineResponse answers for uid and for each of uids.
+type IsUidOnlineResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Online        bool                   `protobuf:"varint,1,opt,name=online,proto3" json:"online,omitempty"`
+	OnlineByUid   map[string]bool        `protobuf:"bytes,2,rep,name=online_by_uid,json=onlineByUid,proto3" json:"online_by_uid,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IsUidOnlineResponse) Reset() {
+	*x = IsUidOnlineResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IsUidOnlineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IsUidOnlineResponse) ProtoMessage() {}
+
+func (x *IsUidOnlineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IsUidOnlineResponse.ProtoReflect.Descriptor instead.
+func (*IsUidOnlineResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *IsUidOnlineResponse) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *IsUidOnlineResponse) GetOnlineByUid() map[string]bool {
+	if x != nil {
+		return x.OnlineByUid
+	}
+	return nil
+}
+
+// GetClientIdByUidRequest names one uid, or many (batched).
 type GetClientIdByUidRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Uid           string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Uids          []string               `protobuf:"bytes,2,rep,name=uids,proto3" json:"uids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetClientIdByUidRequest) Reset() {
 	*x = GetClientIdByUidRequest{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[10]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +966,7 @@ func (x *GetClientIdByUidRequest) String() string {
 func (*GetClientIdByUidRequest) ProtoMessage() {}
 
 func (x *GetClientIdByUidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[10]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +979,7 @@ func (x *GetClientIdByUidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientIdByUidRequest.ProtoReflect.Descriptor instead.
 func (*GetClientIdByUidRequest) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{10}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetClientIdByUidRequest) GetUid() string {
@@ -550,17 +989,70 @@ func (x *GetClientIdByUidRequest) GetUid() string {
 	return ""
 }
 
-// GetClientIdByUidResponse lists its live connections.
-type GetClientIdByUidResponse struct {
+func (x *GetClientIdByUidRequest) GetUids() []string {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+// ClientIds is a list of client_ids.
+type ClientIds struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClientIds     []string               `protobuf:"bytes,1,rep,name=client_ids,json=clientIds,proto3" json:"client_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
+func (x *ClientIds) Reset() {
+	*x = ClientIds{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientIds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientIds) ProtoMessage() {}
+
+func (x *ClientIds) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientIds.ProtoReflect.Descriptor instead.
+func (*ClientIds) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ClientIds) GetClientIds() []string {
+	if x != nil {
+		return x.ClientIds
+	}
+	return nil
+}
+
+// GetClientIdByUidResponse lists the connections of uid and of each of uids.
+type GetClientIdByUidResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ClientIds      []string               `protobuf:"bytes,1,rep,name=client_ids,json=clientIds,proto3" json:"client_ids,omitempty"`
+	ClientIdsByUid map[string]*ClientIds  `protobuf:"bytes,2,rep,name=client_ids_by_uid,json=clientIdsByUid,proto3" json:"client_ids_by_uid,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
 func (x *GetClientIdByUidResponse) Reset() {
 	*x = GetClientIdByUidResponse{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[11]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +1064,7 @@ func (x *GetClientIdByUidResponse) String() string {
 func (*GetClientIdByUidResponse) ProtoMessage() {}
 
 func (x *GetClientIdByUidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[11]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,12 +1077,19 @@ func (x *GetClientIdByUidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientIdByUidResponse.ProtoReflect.Descriptor instead.
 func (*GetClientIdByUidResponse) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{11}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetClientIdByUidResponse) GetClientIds() []string {
 	if x != nil {
 		return x.ClientIds
+	}
+	return nil
+}
+
+func (x *GetClientIdByUidResponse) GetClientIdsByUid() map[string]*ClientIds {
+	if x != nil {
+		return x.ClientIdsByUid
 	}
 	return nil
 }
@@ -605,7 +1104,7 @@ type GetUidByClientIdRequest struct {
 
 func (x *GetUidByClientIdRequest) Reset() {
 	*x = GetUidByClientIdRequest{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[12]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +1116,7 @@ func (x *GetUidByClientIdRequest) String() string {
 func (*GetUidByClientIdRequest) ProtoMessage() {}
 
 func (x *GetUidByClientIdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[12]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +1129,7 @@ func (x *GetUidByClientIdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUidByClientIdRequest.ProtoReflect.Descriptor instead.
 func (*GetUidByClientIdRequest) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{12}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetUidByClientIdRequest) GetClientId() string {
@@ -650,7 +1149,7 @@ type GetUidByClientIdResponse struct {
 
 func (x *GetUidByClientIdResponse) Reset() {
 	*x = GetUidByClientIdResponse{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[13]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +1161,7 @@ func (x *GetUidByClientIdResponse) String() string {
 func (*GetUidByClientIdResponse) ProtoMessage() {}
 
 func (x *GetUidByClientIdResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[13]
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +1174,7 @@ func (x *GetUidByClientIdResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUidByClientIdResponse.ProtoReflect.Descriptor instead.
 func (*GetUidByClientIdResponse) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{13}
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetUidByClientIdResponse) GetUid() string {
@@ -685,31 +1184,30 @@ func (x *GetUidByClientIdResponse) GetUid() string {
 	return ""
 }
 
-// CloseClientRequest names the connection.
-type CloseClientRequest struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	// data, if not empty, is sent as a text frame before closing.
-	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+// JoinGroupRequest names the connection and the group.
+type JoinGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *CloseClientRequest) Reset() {
-	*x = CloseClientRequest{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[14]
+func (x *JoinGroupRequest) Reset() {
+	*x = JoinGroupRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *CloseClientRequest) String() string {
+func (x *JoinGroupRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*CloseClientRequest) ProtoMessage() {}
+func (*JoinGroupRequest) ProtoMessage() {}
 
-func (x *CloseClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[14]
+func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,47 +1218,47 @@ func (x *CloseClientRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use CloseClientRequest.ProtoReflect.Descriptor instead.
-func (*CloseClientRequest) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{14}
+// Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
+func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{23}
 }
 
-func (x *CloseClientRequest) GetClientId() string {
+func (x *JoinGroupRequest) GetClientId() string {
 	if x != nil {
 		return x.ClientId
 	}
 	return ""
 }
 
-func (x *CloseClientRequest) GetData() []byte {
+func (x *JoinGroupRequest) GetGroup() string {
 	if x != nil {
-		return x.Data
+		return x.Group
 	}
-	return nil
+	return ""
 }
 
-// CloseClientResponse confirms the close was started.
-type CloseClientResponse struct {
+// JoinGroupResponse confirms the membership.
+type JoinGroupResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *CloseClientResponse) Reset() {
-	*x = CloseClientResponse{}
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[15]
+func (x *JoinGroupResponse) Reset() {
+	*x = JoinGroupResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *CloseClientResponse) String() string {
+func (x *JoinGroupResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*CloseClientResponse) ProtoMessage() {}
+func (*JoinGroupResponse) ProtoMessage() {}
 
-func (x *CloseClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatewire_push_v1_push_proto_msgTypes[15]
+func (x *JoinGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,16 +1269,889 @@ func (x *CloseClientResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use CloseClientResponse.ProtoReflect.Descriptor instead.
-func (*CloseClientResponse) Descriptor() ([]byte, []int) {
-	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{15}
+// Deprecated: Use JoinGroupResponse.ProtoReflect.Descriptor instead.
+func (*JoinGroupResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{24}
+}
+
+// LeaveGroupRequest names the connection and the group.
+type LeaveGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveGroupRequest) Reset() {
+	*x = LeaveGroupRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveGroupRequest) ProtoMessage() {}
+
+func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveGroupRequest.ProtoReflect.Descriptor instead.
+func (*LeaveGroupRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *LeaveGroupRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *LeaveGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// LeaveGroupResponse confirms it.
+type LeaveGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveGroupResponse) Reset() {
+	*x = LeaveGroupResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveGroupResponse) ProtoMessage() {}
+
+func (x *LeaveGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveGroupResponse.ProtoReflect.Descriptor instead.
+func (*LeaveGroupResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{26}
+}
+
+// UngroupRequest names the group.
+type UngroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UngroupRequest) Reset() {
+	*x = UngroupRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UngroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UngroupRequest) ProtoMessage() {}
+
+func (x *UngroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UngroupRequest.ProtoReflect.Descriptor instead.
+func (*UngroupRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *UngroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// UngroupResponse counts the connections removed.
+type UngroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Removed       uint32                 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UngroupResponse) Reset() {
+	*x = UngroupResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UngroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UngroupResponse) ProtoMessage() {}
+
+func (x *UngroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UngroupResponse.ProtoReflect.Descriptor instead.
+func (*UngroupResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UngroupResponse) GetRemoved() uint32 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
+// GetGroupMembersRequest names the groups.
+type GetGroupMembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []string               `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGroupMembersRequest) Reset() {
+	*x = GetGroupMembersRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGroupMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGroupMembersRequest) ProtoMessage() {}
+
+func (x *GetGroupMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGroupMembersRequest.ProtoReflect.Descriptor instead.
+func (*GetGroupMembersRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetGroupMembersRequest) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// GroupMembers are one group's live members.
+type GroupMembers struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClientIds []string               `protobuf:"bytes,1,rep,name=client_ids,json=clientIds,proto3" json:"client_ids,omitempty"`
+	// uids are the distinct uids bound on those connections.
+	Uids          []string `protobuf:"bytes,2,rep,name=uids,proto3" json:"uids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMembers) Reset() {
+	*x = GroupMembers{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMembers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMembers) ProtoMessage() {}
+
+func (x *GroupMembers) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMembers.ProtoReflect.Descriptor instead.
+func (*GroupMembers) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GroupMembers) GetClientIds() []string {
+	if x != nil {
+		return x.ClientIds
+	}
+	return nil
+}
+
+func (x *GroupMembers) GetUids() []string {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+// GetGroupMembersResponse maps each group with members to them.
+type GetGroupMembersResponse struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Groups        map[string]*GroupMembers `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGroupMembersResponse) Reset() {
+	*x = GetGroupMembersResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGroupMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGroupMembersResponse) ProtoMessage() {}
+
+func (x *GetGroupMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGroupMembersResponse.ProtoReflect.Descriptor instead.
+func (*GetGroupMembersResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetGroupMembersResponse) GetGroups() map[string]*GroupMembers {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// GetClientCountRequest: the whole cluster, or one group.
+type GetClientCountRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClientCountRequest) Reset() {
+	*x = GetClientCountRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClientCountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClientCountRequest) ProtoMessage() {}
+
+func (x *GetClientCountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClientCountRequest.ProtoReflect.Descriptor instead.
+func (*GetClientCountRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetClientCountRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// GetClientCountResponse gives the count.
+type GetClientCountResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Count uint32                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// incomplete is set when some gateway did not answer in time; count then
+	// covers the others.
+	Incomplete    bool `protobuf:"varint,2,opt,name=incomplete,proto3" json:"incomplete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClientCountResponse) Reset() {
+	*x = GetClientCountResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClientCountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClientCountResponse) ProtoMessage() {}
+
+func (x *GetClientCountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClientCountResponse.ProtoReflect.Descriptor instead.
+func (*GetClientCountResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetClientCountResponse) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *GetClientCountResponse) GetIncomplete() bool {
+	if x != nil {
+		return x.Incomplete
+	}
+	return false
+}
+
+// ListClientsRequest: the whole cluster, or one group.
+type ListClientsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientsRequest) Reset() {
+	*x = ListClientsRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientsRequest) ProtoMessage() {}
+
+func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
+func (*ListClientsRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListClientsRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// Client describes one connection.
+type Client struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Uid      string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Groups   []string               `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	// session is the connection's session as a JSON object ("" when none).
+	Session       string `protobuf:"bytes,4,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Client) Reset() {
+	*x = Client{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Client) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Client) ProtoMessage() {}
+
+func (x *Client) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Client.ProtoReflect.Descriptor instead.
+func (*Client) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *Client) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Client) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *Client) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Client) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+// ListClientsResponse lists the connections.
+type ListClientsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Clients []*Client              `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
+	// incomplete is set when some gateway did not answer in time.
+	Incomplete    bool `protobuf:"varint,2,opt,name=incomplete,proto3" json:"incomplete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientsResponse) Reset() {
+	*x = ListClientsResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientsResponse) ProtoMessage() {}
+
+func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
+func (*ListClientsResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListClientsResponse) GetClients() []*Client {
+	if x != nil {
+		return x.Clients
+	}
+	return nil
+}
+
+func (x *ListClientsResponse) GetIncomplete() bool {
+	if x != nil {
+		return x.Incomplete
+	}
+	return false
+}
+
+// SetSessionRequest names the connection and its new session.
+type SetSessionRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// session is a JSON object ("" or "{}" clears it).
+	Session       string `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSessionRequest) Reset() {
+	*x = SetSessionRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSessionRequest) ProtoMessage() {}
+
+func (x *SetSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSessionRequest.ProtoReflect.Descriptor instead.
+func (*SetSessionRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SetSessionRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *SetSessionRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+// SetSessionResponse confirms it.
+type SetSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSessionResponse) Reset() {
+	*x = SetSessionResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSessionResponse) ProtoMessage() {}
+
+func (x *SetSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSessionResponse.ProtoReflect.Descriptor instead.
+func (*SetSessionResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{38}
+}
+
+// UpdateSessionRequest names the connection and a merge patch.
+type UpdateSessionRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// patch is a JSON object merged into the session (null members delete).
+	Patch         string `protobuf:"bytes,2,opt,name=patch,proto3" json:"patch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSessionRequest) Reset() {
+	*x = UpdateSessionRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSessionRequest) ProtoMessage() {}
+
+func (x *UpdateSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSessionRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSessionRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *UpdateSessionRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *UpdateSessionRequest) GetPatch() string {
+	if x != nil {
+		return x.Patch
+	}
+	return ""
+}
+
+// UpdateSessionResponse confirms it.
+type UpdateSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSessionResponse) Reset() {
+	*x = UpdateSessionResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSessionResponse) ProtoMessage() {}
+
+func (x *UpdateSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSessionResponse.ProtoReflect.Descriptor instead.
+func (*UpdateSessionResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{40}
+}
+
+// GetSessionRequest names the connection.
+type GetSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionRequest) Reset() {
+	*x = GetSessionRequest{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionRequest) ProtoMessage() {}
+
+func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
+func (*GetSessionRequest) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetSessionRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// GetSessionResponse gives the session as a JSON object ("" when none).
+type GetSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionResponse) Reset() {
+	*x = GetSessionResponse{}
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionResponse) ProtoMessage() {}
+
+func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_push_v1_push_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
+func (*GetSessionResponse) Descriptor() ([]byte, []int) {
+	return file_gatewire_push_v1_push_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetSessionResponse) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
 }
 
 var File_gatewire_push_v1_push_proto protoreflect.FileDescriptor
 
 const file_gatewire_push_v1_push_proto_rawDesc = "" +
 	"\n" +
-	"\x1bgatewire/push/v1/push.proto\x12\x10gatewire.push.v1\"^\n" +
+	"\x1bgatewire/push/v1/push.proto\x12\x10gatewire.push.v1\"\x8b\x01\n" +
+	"\x10SendToAllRequest\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06binary\x18\x02 \x01(\bR\x06binary\x12\x1d\n" +
+	"\n" +
+	"client_ids\x18\x03 \x03(\tR\tclientIds\x12,\n" +
+	"\x12exclude_client_ids\x18\x04 \x03(\tR\x10excludeClientIds\"1\n" +
+	"\x11SendToAllResponse\x12\x1c\n" +
+	"\tdelivered\x18\x01 \x01(\rR\tdelivered\"^\n" +
 	"\x13SendToClientRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
@@ -791,10 +2162,22 @@ const file_gatewire_push_v1_push_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
 	"\x06binary\x18\x03 \x01(\bR\x06binary\"1\n" +
 	"\x11SendToUidResponse\x12\x1c\n" +
-	"\tdelivered\x18\x01 \x01(\rR\tdelivered\"&\n" +
-	"\x12IsUidOnlineRequest\x12\x10\n" +
-	"\x03uid\x18\x01 \x01(\tR\x03uid\"-\n" +
-	"\x13IsUidOnlineResponse\x12\x16\n" +
+	"\tdelivered\x18\x01 \x01(\rR\tdelivered\"\x86\x01\n" +
+	"\x12SendToGroupRequest\x12\x16\n" +
+	"\x06groups\x18\x01 \x03(\tR\x06groups\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
+	"\x06binary\x18\x03 \x01(\bR\x06binary\x12,\n" +
+	"\x12exclude_client_ids\x18\x04 \x03(\tR\x10excludeClientIds\"3\n" +
+	"\x13SendToGroupResponse\x12\x1c\n" +
+	"\tdelivered\x18\x01 \x01(\rR\tdelivered\"_\n" +
+	"\x12CloseClientRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x18\n" +
+	"\adestroy\x18\x03 \x01(\bR\adestroy\"\x15\n" +
+	"\x13CloseClientResponse\".\n" +
+	"\x0fIsOnlineRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"*\n" +
+	"\x10IsOnlineResponse\x12\x16\n" +
 	"\x06online\x18\x01 \x01(\bR\x06online\"?\n" +
 	"\x0eBindUidRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
@@ -803,29 +2186,111 @@ const file_gatewire_push_v1_push_proto_rawDesc = "" +
 	"\x10UnbindUidRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\"\x13\n" +
-	"\x11UnbindUidResponse\"+\n" +
+	"\x11UnbindUidResponse\":\n" +
+	"\x12IsUidOnlineRequest\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x12\n" +
+	"\x04uids\x18\x02 \x03(\tR\x04uids\"\xc9\x01\n" +
+	"\x13IsUidOnlineResponse\x12\x16\n" +
+	"\x06online\x18\x01 \x01(\bR\x06online\x12Z\n" +
+	"\ronline_by_uid\x18\x02 \x03(\v26.gatewire.push.v1.IsUidOnlineResponse.OnlineByUidEntryR\vonlineByUid\x1a>\n" +
+	"\x10OnlineByUidEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\bR\x05value:\x028\x01\"?\n" +
 	"\x17GetClientIdByUidRequest\x12\x10\n" +
-	"\x03uid\x18\x01 \x01(\tR\x03uid\"9\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x12\n" +
+	"\x04uids\x18\x02 \x03(\tR\x04uids\"*\n" +
+	"\tClientIds\x12\x1d\n" +
+	"\n" +
+	"client_ids\x18\x01 \x03(\tR\tclientIds\"\x84\x02\n" +
 	"\x18GetClientIdByUidResponse\x12\x1d\n" +
 	"\n" +
-	"client_ids\x18\x01 \x03(\tR\tclientIds\"6\n" +
+	"client_ids\x18\x01 \x03(\tR\tclientIds\x12i\n" +
+	"\x11client_ids_by_uid\x18\x02 \x03(\v2>.gatewire.push.v1.GetClientIdByUidResponse.ClientIdsByUidEntryR\x0eclientIdsByUid\x1a^\n" +
+	"\x13ClientIdsByUidEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.gatewire.push.v1.ClientIdsR\x05value:\x028\x01\"6\n" +
 	"\x17GetUidByClientIdRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\",\n" +
 	"\x18GetUidByClientIdResponse\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\"E\n" +
-	"\x12CloseClientRequest\x12\x1b\n" +
-	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\x15\n" +
-	"\x13CloseClientResponse2\xf6\x05\n" +
-	"\vPushService\x12]\n" +
+	"\x10JoinGroupRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"\x13\n" +
+	"\x11JoinGroupResponse\"F\n" +
+	"\x11LeaveGroupRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"\x14\n" +
+	"\x12LeaveGroupResponse\"&\n" +
+	"\x0eUngroupRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"+\n" +
+	"\x0fUngroupResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\rR\aremoved\"0\n" +
+	"\x16GetGroupMembersRequest\x12\x16\n" +
+	"\x06groups\x18\x01 \x03(\tR\x06groups\"A\n" +
+	"\fGroupMembers\x12\x1d\n" +
+	"\n" +
+	"client_ids\x18\x01 \x03(\tR\tclientIds\x12\x12\n" +
+	"\x04uids\x18\x02 \x03(\tR\x04uids\"\xc3\x01\n" +
+	"\x17GetGroupMembersResponse\x12M\n" +
+	"\x06groups\x18\x01 \x03(\v25.gatewire.push.v1.GetGroupMembersResponse.GroupsEntryR\x06groups\x1aY\n" +
+	"\vGroupsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x124\n" +
+	"\x05value\x18\x02 \x01(\v2\x1e.gatewire.push.v1.GroupMembersR\x05value:\x028\x01\"-\n" +
+	"\x15GetClientCountRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"N\n" +
+	"\x16GetClientCountResponse\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\rR\x05count\x12\x1e\n" +
+	"\n" +
+	"incomplete\x18\x02 \x01(\bR\n" +
+	"incomplete\"*\n" +
+	"\x12ListClientsRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"i\n" +
+	"\x06Client\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x16\n" +
+	"\x06groups\x18\x03 \x03(\tR\x06groups\x12\x18\n" +
+	"\asession\x18\x04 \x01(\tR\asession\"i\n" +
+	"\x13ListClientsResponse\x122\n" +
+	"\aclients\x18\x01 \x03(\v2\x18.gatewire.push.v1.ClientR\aclients\x12\x1e\n" +
+	"\n" +
+	"incomplete\x18\x02 \x01(\bR\n" +
+	"incomplete\"J\n" +
+	"\x11SetSessionRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x18\n" +
+	"\asession\x18\x02 \x01(\tR\asession\"\x14\n" +
+	"\x12SetSessionResponse\"I\n" +
+	"\x14UpdateSessionRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05patch\x18\x02 \x01(\tR\x05patch\"\x17\n" +
+	"\x15UpdateSessionResponse\"0\n" +
+	"\x11GetSessionRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\".\n" +
+	"\x12GetSessionResponse\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession2\xb7\x0e\n" +
+	"\vPushService\x12T\n" +
+	"\tSendToAll\x12\".gatewire.push.v1.SendToAllRequest\x1a#.gatewire.push.v1.SendToAllResponse\x12]\n" +
 	"\fSendToClient\x12%.gatewire.push.v1.SendToClientRequest\x1a&.gatewire.push.v1.SendToClientResponse\x12T\n" +
 	"\tSendToUid\x12\".gatewire.push.v1.SendToUidRequest\x1a#.gatewire.push.v1.SendToUidResponse\x12Z\n" +
-	"\vIsUidOnline\x12$.gatewire.push.v1.IsUidOnlineRequest\x1a%.gatewire.push.v1.IsUidOnlineResponse\x12N\n" +
+	"\vSendToGroup\x12$.gatewire.push.v1.SendToGroupRequest\x1a%.gatewire.push.v1.SendToGroupResponse\x12Z\n" +
+	"\vCloseClient\x12$.gatewire.push.v1.CloseClientRequest\x1a%.gatewire.push.v1.CloseClientResponse\x12Q\n" +
+	"\bIsOnline\x12!.gatewire.push.v1.IsOnlineRequest\x1a\".gatewire.push.v1.IsOnlineResponse\x12N\n" +
 	"\aBindUid\x12 .gatewire.push.v1.BindUidRequest\x1a!.gatewire.push.v1.BindUidResponse\x12T\n" +
-	"\tUnbindUid\x12\".gatewire.push.v1.UnbindUidRequest\x1a#.gatewire.push.v1.UnbindUidResponse\x12i\n" +
+	"\tUnbindUid\x12\".gatewire.push.v1.UnbindUidRequest\x1a#.gatewire.push.v1.UnbindUidResponse\x12Z\n" +
+	"\vIsUidOnline\x12$.gatewire.push.v1.IsUidOnlineRequest\x1a%.gatewire.push.v1.IsUidOnlineResponse\x12i\n" +
 	"\x10GetClientIdByUid\x12).gatewire.push.v1.GetClientIdByUidRequest\x1a*.gatewire.push.v1.GetClientIdByUidResponse\x12i\n" +
-	"\x10GetUidByClientId\x12).gatewire.push.v1.GetUidByClientIdRequest\x1a*.gatewire.push.v1.GetUidByClientIdResponse\x12Z\n" +
-	"\vCloseClient\x12$.gatewire.push.v1.CloseClientRequest\x1a%.gatewire.push.v1.CloseClientResponseB<Z:github.com/gatewire/gatewire/proto/gatewire/push/v1;pushv1b\x06proto3"
+	"\x10GetUidByClientId\x12).gatewire.push.v1.GetUidByClientIdRequest\x1a*.gatewire.push.v1.GetUidByClientIdResponse\x12T\n" +
+	"\tJoinGroup\x12\".gatewire.push.v1.JoinGroupRequest\x1a#.gatewire.push.v1.JoinGroupResponse\x12W\n" +
+	"\n" +
+	"LeaveGroup\x12#.gatewire.push.v1.LeaveGroupRequest\x1a$.gatewire.push.v1.LeaveGroupResponse\x12N\n" +
+	"\aUngroup\x12 .gatewire.push.v1.UngroupRequest\x1a!.gatewire.push.v1.UngroupResponse\x12f\n" +
+	"\x0fGetGroupMembers\x12(.gatewire.push.v1.GetGroupMembersRequest\x1a).gatewire.push.v1.GetGroupMembersResponse\x12c\n" +
+	"\x0eGetClientCount\x12'.gatewire.push.v1.GetClientCountRequest\x1a(.gatewire.push.v1.GetClientCountResponse\x12Z\n" +
+	"\vListClients\x12$.gatewire.push.v1.ListClientsRequest\x1a%.gatewire.push.v1.ListClientsResponse\x12W\n" +
+	"\n" +
+	"SetSession\x12#.gatewire.push.v1.SetSessionRequest\x1a$.gatewire.push.v1.SetSessionResponse\x12`\n" +
+	"\rUpdateSession\x12&.gatewire.push.v1.UpdateSessionRequest\x1a'.gatewire.push.v1.UpdateSessionResponse\x12W\n" +
+	"\n" +
+	"GetSession\x12#.gatewire.push.v1.GetSessionRequest\x1a$.gatewire.push.v1.GetSessionResponseB<Z:github.com/gatewire/gatewire/proto/gatewire/push/v1;pushv1b\x06proto3"
 
 var (
 	file_gatewire_push_v1_push_proto_rawDescOnce sync.Once
@@ -839,47 +2304,107 @@ func file_gatewire_push_v1_push_proto_rawDescGZIP() []byte {
 	return file_gatewire_push_v1_push_proto_rawDescData
 }
 
-var file_gatewire_push_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_gatewire_push_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_gatewire_push_v1_push_proto_goTypes = []any{
-	(*SendToClientRequest)(nil),      // 0: gatewire.push.v1.SendToClientRequest
-	(*SendToClientResponse)(nil),     // 1: gatewire.push.v1.SendToClientResponse
-	(*SendToUidRequest)(nil),         // 2: gatewire.push.v1.SendToUidRequest
-	(*SendToUidResponse)(nil),        // 3: gatewire.push.v1.SendToUidResponse
-	(*IsUidOnlineRequest)(nil),       // 4: gatewire.push.v1.IsUidOnlineRequest
-	(*IsUidOnlineResponse)(nil),      // 5: gatewire.push.v1.IsUidOnlineResponse
-	(*BindUidRequest)(nil),           // 6: gatewire.push.v1.BindUidRequest
-	(*BindUidResponse)(nil),          // 7: gatewire.push.v1.BindUidResponse
-	(*UnbindUidRequest)(nil),         // 8: gatewire.push.v1.UnbindUidRequest
-	(*UnbindUidResponse)(nil),        // 9: gatewire.push.v1.UnbindUidResponse
-	(*GetClientIdByUidRequest)(nil),  // 10: gatewire.push.v1.GetClientIdByUidRequest
-	(*GetClientIdByUidResponse)(nil), // 11: gatewire.push.v1.GetClientIdByUidResponse
-	(*GetUidByClientIdRequest)(nil),  // 12: gatewire.push.v1.GetUidByClientIdRequest
-	(*GetUidByClientIdResponse)(nil), // 13: gatewire.push.v1.GetUidByClientIdResponse
-	(*CloseClientRequest)(nil),       // 14: gatewire.push.v1.CloseClientRequest
-	(*CloseClientResponse)(nil),      // 15: gatewire.push.v1.CloseClientResponse
+	(*SendToAllRequest)(nil),         // 0: gatewire.push.v1.SendToAllRequest
+	(*SendToAllResponse)(nil),        // 1: gatewire.push.v1.SendToAllResponse
+	(*SendToClientRequest)(nil),      // 2: gatewire.push.v1.SendToClientRequest
+	(*SendToClientResponse)(nil),     // 3: gatewire.push.v1.SendToClientResponse
+	(*SendToUidRequest)(nil),         // 4: gatewire.push.v1.SendToUidRequest
+	(*SendToUidResponse)(nil),        // 5: gatewire.push.v1.SendToUidResponse
+	(*SendToGroupRequest)(nil),       // 6: gatewire.push.v1.SendToGroupRequest
+	(*SendToGroupResponse)(nil),      // 7: gatewire.push.v1.SendToGroupResponse
+	(*CloseClientRequest)(nil),       // 8: gatewire.push.v1.CloseClientRequest
+	(*CloseClientResponse)(nil),      // 9: gatewire.push.v1.CloseClientResponse
+	(*IsOnlineRequest)(nil),          // 10: gatewire.push.v1.IsOnlineRequest
+	(*IsOnlineResponse)(nil),         // 11: gatewire.push.v1.IsOnlineResponse
+	(*BindUidRequest)(nil),           // 12: gatewire.push.v1.BindUidRequest
+	(*BindUidResponse)(nil),          // 13: gatewire.push.v1.BindUidResponse
+	(*UnbindUidRequest)(nil),         // 14: gatewire.push.v1.UnbindUidRequest
+	(*UnbindUidResponse)(nil),        // 15: gatewire.push.v1.UnbindUidResponse
+	(*IsUidOnlineRequest)(nil),       // 16: gatewire.push.v1.IsUidOnlineRequest
+	(*IsUidOnlineResponse)(nil),      // 17: gatewire.push.v1.IsUidOnlineResponse
+	(*GetClientIdByUidRequest)(nil),  // 18: gatewire.push.v1.GetClientIdByUidRequest
+	(*ClientIds)(nil),                // 19: gatewire.push.v1.ClientIds
+	(*GetClientIdByUidResponse)(nil), // 20: gatewire.push.v1.GetClientIdByUidResponse
+	(*GetUidByClientIdRequest)(nil),  // 21: gatewire.push.v1.GetUidByClientIdRequest
+	(*GetUidByClientIdResponse)(nil), // 22: gatewire.push.v1.GetUidByClientIdResponse
+	(*JoinGroupRequest)(nil),         // 23: gatewire.push.v1.JoinGroupRequest
+	(*JoinGroupResponse)(nil),        // 24: gatewire.push.v1.JoinGroupResponse
+	(*LeaveGroupRequest)(nil),        // 25: gatewire.push.v1.LeaveGroupRequest
+	(*LeaveGroupResponse)(nil),       // 26: gatewire.push.v1.LeaveGroupResponse
+	(*UngroupRequest)(nil),           // 27: gatewire.push.v1.UngroupRequest
+	(*UngroupResponse)(nil),          // 28: gatewire.push.v1.UngroupResponse
+	(*GetGroupMembersRequest)(nil),   // 29: gatewire.push.v1.GetGroupMembersRequest
+	(*GroupMembers)(nil),             // 30: gatewire.push.v1.GroupMembers
+	(*GetGroupMembersResponse)(nil),  // 31: gatewire.push.v1.GetGroupMembersResponse
+	(*GetClientCountRequest)(nil),    // 32: gatewire.push.v1.GetClientCountRequest
+	(*GetClientCountResponse)(nil),   // 33: gatewire.push.v1.GetClientCountResponse
+	(*ListClientsRequest)(nil),       // 34: gatewire.push.v1.ListClientsRequest
+	(*Client)(nil),                   // 35: gatewire.push.v1.Client
+	(*ListClientsResponse)(nil),      // 36: gatewire.push.v1.ListClientsResponse
+	(*SetSessionRequest)(nil),        // 37: gatewire.push.v1.SetSessionRequest
+	(*SetSessionResponse)(nil),       // 38: gatewire.push.v1.SetSessionResponse
+	(*UpdateSessionRequest)(nil),     // 39: gatewire.push.v1.UpdateSessionRequest
+	(*UpdateSessionResponse)(nil),    // 40: gatewire.push.v1.UpdateSessionResponse
+	(*GetSessionRequest)(nil),        // 41: gatewire.push.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),       // 42: gatewire.push.v1.GetSessionResponse
+	nil,                              // 43: gatewire.push.v1.IsUidOnlineResponse.OnlineByUidEntry
+	nil,                              // 44: gatewire.push.v1.GetClientIdByUidResponse.ClientIdsByUidEntry
+	nil,                              // 45: gatewire.push.v1.GetGroupMembersResponse.GroupsEntry
 }
 var file_gatewire_push_v1_push_proto_depIdxs = []int32{
-	0,  // 0: gatewire.push.v1.PushService.SendToClient:input_type -> gatewire.push.v1.SendToClientRequest
-	2,  // 1: gatewire.push.v1.PushService.SendToUid:input_type -> gatewire.push.v1.SendToUidRequest
-	4,  // 2: gatewire.push.v1.PushService.IsUidOnline:input_type -> gatewire.push.v1.IsUidOnlineRequest
-	6,  // 3: gatewire.push.v1.PushService.BindUid:input_type -> gatewire.push.v1.BindUidRequest
-	8,  // 4: gatewire.push.v1.PushService.UnbindUid:input_type -> gatewire.push.v1.UnbindUidRequest
-	10, // 5: gatewire.push.v1.PushService.GetClientIdByUid:input_type -> gatewire.push.v1.GetClientIdByUidRequest
-	12, // 6: gatewire.push.v1.PushService.GetUidByClientId:input_type -> gatewire.push.v1.GetUidByClientIdRequest
-	14, // 7: gatewire.push.v1.PushService.CloseClient:input_type -> gatewire.push.v1.CloseClientRequest
-	1,  // 8: gatewire.push.v1.PushService.SendToClient:output_type -> gatewire.push.v1.SendToClientResponse
-	3,  // 9: gatewire.push.v1.PushService.SendToUid:output_type -> gatewire.push.v1.SendToUidResponse
-	5,  // 10: gatewire.push.v1.PushService.IsUidOnline:output_type -> gatewire.push.v1.IsUidOnlineResponse
-	7,  // 11: gatewire.push.v1.PushService.BindUid:output_type -> gatewire.push.v1.BindUidResponse
-	9,  // 12: gatewire.push.v1.PushService.UnbindUid:output_type -> gatewire.push.v1.UnbindUidResponse
-	11, // 13: gatewire.push.v1.PushService.GetClientIdByUid:output_type -> gatewire.push.v1.GetClientIdByUidResponse
-	13, // 14: gatewire.push.v1.PushService.GetUidByClientId:output_type -> gatewire.push.v1.GetUidByClientIdResponse
-	15, // 15: gatewire.push.v1.PushService.CloseClient:output_type -> gatewire.push.v1.CloseClientResponse
-	8,  // [8:16] is the sub-list for method output_type
-	0,  // [0:8] is the sub-list for method input_type
-	0,  // [0:0] is the sub-list for extension type_name
-	0,  // [0:0] is the sub-list for extension extendee
-	0,  // [0:0] is the sub-list for field type_name
+	43, // 0: gatewire.push.v1.IsUidOnlineResponse.online_by_uid:type_name -> gatewire.push.v1.IsUidOnlineResponse.OnlineByUidEntry
+	44, // 1: gatewire.push.v1.GetClientIdByUidResponse.client_ids_by_uid:type_name -> gatewire.push.v1.GetClientIdByUidResponse.ClientIdsByUidEntry
+	45, // 2: gatewire.push.v1.GetGroupMembersResponse.groups:type_name -> gatewire.push.v1.GetGroupMembersResponse.GroupsEntry
+	35, // 3: gatewire.push.v1.ListClientsResponse.clients:type_name -> gatewire.push.v1.Client
+	19, // 4: gatewire.push.v1.GetClientIdByUidResponse.ClientIdsByUidEntry.value:type_name -> gatewire.push.v1.ClientIds
+	30, // 5: gatewire.push.v1.GetGroupMembersResponse.GroupsEntry.value:type_name -> gatewire.push.v1.GroupMembers
+	0,  // 6: gatewire.push.v1.PushService.SendToAll:input_type -> gatewire.push.v1.SendToAllRequest
+	2,  // 7: gatewire.push.v1.PushService.SendToClient:input_type -> gatewire.push.v1.SendToClientRequest
+	4,  // 8: gatewire.push.v1.PushService.SendToUid:input_type -> gatewire.push.v1.SendToUidRequest
+	6,  // 9: gatewire.push.v1.PushService.SendToGroup:input_type -> gatewire.push.v1.SendToGroupRequest
+	8,  // 10: gatewire.push.v1.PushService.CloseClient:input_type -> gatewire.push.v1.CloseClientRequest
+	10, // 11: gatewire.push.v1.PushService.IsOnline:input_type -> gatewire.push.v1.IsOnlineRequest
+	12, // 12: gatewire.push.v1.PushService.BindUid:input_type -> gatewire.push.v1.BindUidRequest
+	14, // 13: gatewire.push.v1.PushService.UnbindUid:input_type -> gatewire.push.v1.UnbindUidRequest
+	16, // 14: gatewire.push.v1.PushService.IsUidOnline:input_type -> gatewire.push.v1.IsUidOnlineRequest
+	18, // 15: gatewire.push.v1.PushService.GetClientIdByUid:input_type -> gatewire.push.v1.GetClientIdByUidRequest
+	21, // 16: gatewire.push.v1.PushService.GetUidByClientId:input_type -> gatewire.push.v1.GetUidByClientIdRequest
+	23, // 17: gatewire.push.v1.PushService.JoinGroup:input_type -> gatewire.push.v1.JoinGroupRequest
+	25, // 18: gatewire.push.v1.PushService.LeaveGroup:input_type -> gatewire.push.v1.LeaveGroupRequest
+	27, // 19: gatewire.push.v1.PushService.Ungroup:input_type -> gatewire.push.v1.UngroupRequest
+	29, // 20: gatewire.push.v1.PushService.GetGroupMembers:input_type -> gatewire.push.v1.GetGroupMembersRequest
+	32, // 21: gatewire.push.v1.PushService.GetClientCount:input_type -> gatewire.push.v1.GetClientCountRequest
+	34, // 22: gatewire.push.v1.PushService.ListClients:input_type -> gatewire.push.v1.ListClientsRequest
+	37, // 23: gatewire.push.v1.PushService.SetSession:input_type -> gatewire.push.v1.SetSessionRequest
+	39, // 24: gatewire.push.v1.PushService.UpdateSession:input_type -> gatewire.push.v1.UpdateSessionRequest
+	41, // 25: gatewire.push.v1.PushService.GetSession:input_type -> gatewire.push.v1.GetSessionRequest
+	1,  // 26: gatewire.push.v1.PushService.SendToAll:output_type -> gatewire.push.v1.SendToAllResponse
+	3,  // 27: gatewire.push.v1.PushService.SendToClient:output_type -> gatewire.push.v1.SendToClientResponse
+	5,  // 28: gatewire.push.v1.PushService.SendToUid:output_type -> gatewire.push.v1.SendToUidResponse
+	7,  // 29: gatewire.push.v1.PushService.SendToGroup:output_type -> gatewire.push.v1.SendToGroupResponse
+	9,  // 30: gatewire.push.v1.PushService.CloseClient:output_type -> gatewire.push.v1.CloseClientResponse
+	11, // 31: gatewire.push.v1.PushService.IsOnline:output_type -> gatewire.push.v1.IsOnlineResponse
+	13, // 32: gatewire.push.v1.PushService.BindUid:output_type -> gatewire.push.v1.BindUidResponse
+	15, // 33: gatewire.push.v1.PushService.UnbindUid:output_type -> gatewire.push.v1.UnbindUidResponse
+	17, // 34: gatewire.push.v1.PushService.IsUidOnline:output_type -> gatewire.push.v1.IsUidOnlineResponse
+	20, // 35: gatewire.push.v1.PushService.GetClientIdByUid:output_type -> gatewire.push.v1.GetClientIdByUidResponse
+	22, // 36: gatewire.push.v1.PushService.GetUidByClientId:output_type -> gatewire.push.v1.GetUidByClientIdResponse
+	24, // 37: gatewire.push.v1.PushService.JoinGroup:output_type -> gatewire.push.v1.JoinGroupResponse
+	26, // 38: gatewire.push.v1.PushService.LeaveGroup:output_type -> gatewire.push.v1.LeaveGroupResponse
+	28, // 39: gatewire.push.v1.PushService.Ungroup:output_type -> gatewire.push.v1.UngroupResponse
+	31, // 40: gatewire.push.v1.PushService.GetGroupMembers:output_type -> gatewire.push.v1.GetGroupMembersResponse
+	33, // 41: gatewire.push.v1.PushService.GetClientCount:output_type -> gatewire.push.v1.GetClientCountResponse
+	36, // 42: gatewire.push.v1.PushService.ListClients:output_type -> gatewire.push.v1.ListClientsResponse
+	38, // 43: gatewire.push.v1.PushService.SetSession:output_type -> gatewire.push.v1.SetSessionResponse
+	40, // 44: gatewire.push.v1.PushService.UpdateSession:output_type -> gatewire.push.v1.UpdateSessionResponse
+	42, // 45: gatewire.push.v1.PushService.GetSession:output_type -> gatewire.push.v1.GetSessionResponse
+	26, // [26:46] is the sub-list for method output_type
+	6,  // [6:26] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_gatewire_push_v1_push_proto_init() }
@@ -893,7 +2418,7 @@ func file_gatewire_push_v1_push_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatewire_push_v1_push_proto_rawDesc), len(file_gatewire_push_v1_push_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

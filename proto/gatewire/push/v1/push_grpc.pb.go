@@ -11,7 +11,9 @@
 //
 // Status codes: INVALID_ARGUMENT for bad input, NOT_FOUND when a client_id is
 // not connected, FAILED_PRECONDITION when a connection is bound to another
-// uid, UNAVAILABLE when a gateway or the directory cannot be reached.
+// uid, UNAVAILABLE when a gateway or the directory cannot be reached. The
+// same calls are served as HTTP/JSON: POST /v1/<Method> with the request as
+// JSON (protobuf JSON mapping; bytes as base64) and the same bearer token.
 
 package pushv1
 
@@ -28,38 +30,79 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	PushService_SendToAll_FullMethodName        = "/gatewire.push.v1.PushService/SendToAll"
 	PushService_SendToClient_FullMethodName     = "/gatewire.push.v1.PushService/SendToClient"
 	PushService_SendToUid_FullMethodName        = "/gatewire.push.v1.PushService/SendToUid"
-	PushService_IsUidOnline_FullMethodName      = "/gatewire.push.v1.PushService/IsUidOnline"
+	PushService_SendToGroup_FullMethodName      = "/gatewire.push.v1.PushService/SendToGroup"
+	PushService_CloseClient_FullMethodName      = "/gatewire.push.v1.PushService/CloseClient"
+	PushService_IsOnline_FullMethodName         = "/gatewire.push.v1.PushService/IsOnline"
 	PushService_BindUid_FullMethodName          = "/gatewire.push.v1.PushService/BindUid"
 	PushService_UnbindUid_FullMethodName        = "/gatewire.push.v1.PushService/UnbindUid"
+	PushService_IsUidOnline_FullMethodName      = "/gatewire.push.v1.PushService/IsUidOnline"
 	PushService_GetClientIdByUid_FullMethodName = "/gatewire.push.v1.PushService/GetClientIdByUid"
 	PushService_GetUidByClientId_FullMethodName = "/gatewire.push.v1.PushService/GetUidByClientId"
-	PushService_CloseClient_FullMethodName      = "/gatewire.push.v1.PushService/CloseClient"
+	PushService_JoinGroup_FullMethodName        = "/gatewire.push.v1.PushService/JoinGroup"
+	PushService_LeaveGroup_FullMethodName       = "/gatewire.push.v1.PushService/LeaveGroup"
+	PushService_Ungroup_FullMethodName          = "/gatewire.push.v1.PushService/Ungroup"
+	PushService_GetGroupMembers_FullMethodName  = "/gatewire.push.v1.PushService/GetGroupMembers"
+	PushService_GetClientCount_FullMethodName   = "/gatewire.push.v1.PushService/GetClientCount"
+	PushService_ListClients_FullMethodName      = "/gatewire.push.v1.PushService/ListClients"
+	PushService_SetSession_FullMethodName       = "/gatewire.push.v1.PushService/SetSession"
+	PushService_UpdateSession_FullMethodName    = "/gatewire.push.v1.PushService/UpdateSession"
+	PushService_GetSession_FullMethodName       = "/gatewire.push.v1.PushService/GetSession"
 )
 
 // PushServiceClient is the client API for PushService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// PushService lets backend services reach clients.
+// PushService lets backend services reach clients: every call of
+// GatewayWorker's Gateway:: API, each with a real result.
 type PushServiceClient interface {
+	// SendToAll sends one frame to every connection, or only to client_ids
+	// when given, except the excluded ones. One command per gateway.
+	SendToAll(ctx context.Context, in *SendToAllRequest, opts ...grpc.CallOption) (*SendToAllResponse, error)
 	// SendToClient sends one frame to one connection.
 	SendToClient(ctx context.Context, in *SendToClientRequest, opts ...grpc.CallOption) (*SendToClientResponse, error)
 	// SendToUid sends one frame to every connection of one or more uids.
 	SendToUid(ctx context.Context, in *SendToUidRequest, opts ...grpc.CallOption) (*SendToUidResponse, error)
-	// IsUidOnline tells whether a uid has at least one live connection.
-	IsUidOnline(ctx context.Context, in *IsUidOnlineRequest, opts ...grpc.CallOption) (*IsUidOnlineResponse, error)
+	// SendToGroup sends one frame to every member of one or more groups,
+	// except the excluded connections.
+	SendToGroup(ctx context.Context, in *SendToGroupRequest, opts ...grpc.CallOption) (*SendToGroupResponse, error)
+	// CloseClient closes a connection, optionally after a last frame, or
+	// destroys it at once.
+	CloseClient(ctx context.Context, in *CloseClientRequest, opts ...grpc.CallOption) (*CloseClientResponse, error)
+	// IsOnline tells whether a connection is open.
+	IsOnline(ctx context.Context, in *IsOnlineRequest, opts ...grpc.CallOption) (*IsOnlineResponse, error)
 	// BindUid binds a connection to a uid (a uid may have many connections).
 	BindUid(ctx context.Context, in *BindUidRequest, opts ...grpc.CallOption) (*BindUidResponse, error)
 	// UnbindUid removes a connection's binding to uid.
 	UnbindUid(ctx context.Context, in *UnbindUidRequest, opts ...grpc.CallOption) (*UnbindUidResponse, error)
-	// GetClientIdByUid lists the live connections of a uid.
+	// IsUidOnline tells whether uids have at least one live connection.
+	IsUidOnline(ctx context.Context, in *IsUidOnlineRequest, opts ...grpc.CallOption) (*IsUidOnlineResponse, error)
+	// GetClientIdByUid lists the live connections of uids.
 	GetClientIdByUid(ctx context.Context, in *GetClientIdByUidRequest, opts ...grpc.CallOption) (*GetClientIdByUidResponse, error)
 	// GetUidByClientId returns the uid a connection is bound to.
 	GetUidByClientId(ctx context.Context, in *GetUidByClientIdRequest, opts ...grpc.CallOption) (*GetUidByClientIdResponse, error)
-	// CloseClient closes a connection, optionally after a last frame.
-	CloseClient(ctx context.Context, in *CloseClientRequest, opts ...grpc.CallOption) (*CloseClientResponse, error)
+	// JoinGroup adds a connection to a group.
+	JoinGroup(ctx context.Context, in *JoinGroupRequest, opts ...grpc.CallOption) (*JoinGroupResponse, error)
+	// LeaveGroup removes a connection from a group.
+	LeaveGroup(ctx context.Context, in *LeaveGroupRequest, opts ...grpc.CallOption) (*LeaveGroupResponse, error)
+	// Ungroup removes every connection from a group.
+	Ungroup(ctx context.Context, in *UngroupRequest, opts ...grpc.CallOption) (*UngroupResponse, error)
+	// GetGroupMembers lists the members (client_ids and uids) of groups.
+	GetGroupMembers(ctx context.Context, in *GetGroupMembersRequest, opts ...grpc.CallOption) (*GetGroupMembersResponse, error)
+	// GetClientCount counts the connections of the cluster, or of a group.
+	GetClientCount(ctx context.Context, in *GetClientCountRequest, opts ...grpc.CallOption) (*GetClientCountResponse, error)
+	// ListClients lists the connections of the cluster (or of a group) with
+	// their uid, groups and session.
+	ListClients(ctx context.Context, in *ListClientsRequest, opts ...grpc.CallOption) (*ListClientsResponse, error)
+	// SetSession replaces a connection's session (a JSON object).
+	SetSession(ctx context.Context, in *SetSessionRequest, opts ...grpc.CallOption) (*SetSessionResponse, error)
+	// UpdateSession merges a JSON merge patch (RFC 7396) into a session.
+	UpdateSession(ctx context.Context, in *UpdateSessionRequest, opts ...grpc.CallOption) (*UpdateSessionResponse, error)
+	// GetSession reads a connection's session.
+	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*GetSessionResponse, error)
 }
 
 type pushServiceClient struct {
@@ -68,6 +111,16 @@ type pushServiceClient struct {
 
 func NewPushServiceClient(cc grpc.ClientConnInterface) PushServiceClient {
 	return &pushServiceClient{cc}
+}
+
+func (c *pushServiceClient) SendToAll(ctx context.Context, in *SendToAllRequest, opts ...grpc.CallOption) (*SendToAllResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendToAllResponse)
+	err := c.cc.Invoke(ctx, PushService_SendToAll_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *pushServiceClient) SendToClient(ctx context.Context, in *SendToClientRequest, opts ...grpc.CallOption) (*SendToClientResponse, error) {
@@ -90,10 +143,30 @@ func (c *pushServiceClient) SendToUid(ctx context.Context, in *SendToUidRequest,
 	return out, nil
 }
 
-func (c *pushServiceClient) IsUidOnline(ctx context.Context, in *IsUidOnlineRequest, opts ...grpc.CallOption) (*IsUidOnlineResponse, error) {
+func (c *pushServiceClient) SendToGroup(ctx context.Context, in *SendToGroupRequest, opts ...grpc.CallOption) (*SendToGroupResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(IsUidOnlineResponse)
-	err := c.cc.Invoke(ctx, PushService_IsUidOnline_FullMethodName, in, out, cOpts...)
+	out := new(SendToGroupResponse)
+	err := c.cc.Invoke(ctx, PushService_SendToGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) CloseClient(ctx context.Context, in *CloseClientRequest, opts ...grpc.CallOption) (*CloseClientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseClientResponse)
+	err := c.cc.Invoke(ctx, PushService_CloseClient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) IsOnline(ctx context.Context, in *IsOnlineRequest, opts ...grpc.CallOption) (*IsOnlineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IsOnlineResponse)
+	err := c.cc.Invoke(ctx, PushService_IsOnline_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +193,16 @@ func (c *pushServiceClient) UnbindUid(ctx context.Context, in *UnbindUidRequest,
 	return out, nil
 }
 
+func (c *pushServiceClient) IsUidOnline(ctx context.Context, in *IsUidOnlineRequest, opts ...grpc.CallOption) (*IsUidOnlineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IsUidOnlineResponse)
+	err := c.cc.Invoke(ctx, PushService_IsUidOnline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *pushServiceClient) GetClientIdByUid(ctx context.Context, in *GetClientIdByUidRequest, opts ...grpc.CallOption) (*GetClientIdByUidResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetClientIdByUidResponse)
@@ -140,10 +223,90 @@ func (c *pushServiceClient) GetUidByClientId(ctx context.Context, in *GetUidByCl
 	return out, nil
 }
 
-func (c *pushServiceClient) CloseClient(ctx context.Context, in *CloseClientRequest, opts ...grpc.CallOption) (*CloseClientResponse, error) {
+func (c *pushServiceClient) JoinGroup(ctx context.Context, in *JoinGroupRequest, opts ...grpc.CallOption) (*JoinGroupResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(CloseClientResponse)
-	err := c.cc.Invoke(ctx, PushService_CloseClient_FullMethodName, in, out, cOpts...)
+	out := new(JoinGroupResponse)
+	err := c.cc.Invoke(ctx, PushService_JoinGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) LeaveGroup(ctx context.Context, in *LeaveGroupRequest, opts ...grpc.CallOption) (*LeaveGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaveGroupResponse)
+	err := c.cc.Invoke(ctx, PushService_LeaveGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) Ungroup(ctx context.Context, in *UngroupRequest, opts ...grpc.CallOption) (*UngroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UngroupResponse)
+	err := c.cc.Invoke(ctx, PushService_Ungroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) GetGroupMembers(ctx context.Context, in *GetGroupMembersRequest, opts ...grpc.CallOption) (*GetGroupMembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetGroupMembersResponse)
+	err := c.cc.Invoke(ctx, PushService_GetGroupMembers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) GetClientCount(ctx context.Context, in *GetClientCountRequest, opts ...grpc.CallOption) (*GetClientCountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClientCountResponse)
+	err := c.cc.Invoke(ctx, PushService_GetClientCount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) ListClients(ctx context.Context, in *ListClientsRequest, opts ...grpc.CallOption) (*ListClientsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClientsResponse)
+	err := c.cc.Invoke(ctx, PushService_ListClients_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) SetSession(ctx context.Context, in *SetSessionRequest, opts ...grpc.CallOption) (*SetSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetSessionResponse)
+	err := c.cc.Invoke(ctx, PushService_SetSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) UpdateSession(ctx context.Context, in *UpdateSessionRequest, opts ...grpc.CallOption) (*UpdateSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateSessionResponse)
+	err := c.cc.Invoke(ctx, PushService_UpdateSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*GetSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSessionResponse)
+	err := c.cc.Invoke(ctx, PushService_GetSession_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -154,24 +317,53 @@ func (c *pushServiceClient) CloseClient(ctx context.Context, in *CloseClientRequ
 // All implementations must embed UnimplementedPushServiceServer
 // for forward compatibility.
 //
-// PushService lets backend services reach clients.
+// PushService lets backend services reach clients: every call of
+// GatewayWorker's Gateway:: API, each with a real result.
 type PushServiceServer interface {
+	// SendToAll sends one frame to every connection, or only to client_ids
+	// when given, except the excluded ones. One command per gateway.
+	SendToAll(context.Context, *SendToAllRequest) (*SendToAllResponse, error)
 	// SendToClient sends one frame to one connection.
 	SendToClient(context.Context, *SendToClientRequest) (*SendToClientResponse, error)
 	// SendToUid sends one frame to every connection of one or more uids.
 	SendToUid(context.Context, *SendToUidRequest) (*SendToUidResponse, error)
-	// IsUidOnline tells whether a uid has at least one live connection.
-	IsUidOnline(context.Context, *IsUidOnlineRequest) (*IsUidOnlineResponse, error)
+	// SendToGroup sends one frame to every member of one or more groups,
+	// except the excluded connections.
+	SendToGroup(context.Context, *SendToGroupRequest) (*SendToGroupResponse, error)
+	// CloseClient closes a connection, optionally after a last frame, or
+	// destroys it at once.
+	CloseClient(context.Context, *CloseClientRequest) (*CloseClientResponse, error)
+	// IsOnline tells whether a connection is open.
+	IsOnline(context.Context, *IsOnlineRequest) (*IsOnlineResponse, error)
 	// BindUid binds a connection to a uid (a uid may have many connections).
 	BindUid(context.Context, *BindUidRequest) (*BindUidResponse, error)
 	// UnbindUid removes a connection's binding to uid.
 	UnbindUid(context.Context, *UnbindUidRequest) (*UnbindUidResponse, error)
-	// GetClientIdByUid lists the live connections of a uid.
+	// IsUidOnline tells whether uids have at least one live connection.
+	IsUidOnline(context.Context, *IsUidOnlineRequest) (*IsUidOnlineResponse, error)
+	// GetClientIdByUid lists the live connections of uids.
 	GetClientIdByUid(context.Context, *GetClientIdByUidRequest) (*GetClientIdByUidResponse, error)
 	// GetUidByClientId returns the uid a connection is bound to.
 	GetUidByClientId(context.Context, *GetUidByClientIdRequest) (*GetUidByClientIdResponse, error)
-	// CloseClient closes a connection, optionally after a last frame.
-	CloseClient(context.Context, *CloseClientRequest) (*CloseClientResponse, error)
+	// JoinGroup adds a connection to a group.
+	JoinGroup(context.Context, *JoinGroupRequest) (*JoinGroupResponse, error)
+	// LeaveGroup removes a connection from a group.
+	LeaveGroup(context.Context, *LeaveGroupRequest) (*LeaveGroupResponse, error)
+	// Ungroup removes every connection from a group.
+	Ungroup(context.Context, *UngroupRequest) (*UngroupResponse, error)
+	// GetGroupMembers lists the members (client_ids and uids) of groups.
+	GetGroupMembers(context.Context, *GetGroupMembersRequest) (*GetGroupMembersResponse, error)
+	// GetClientCount counts the connections of the cluster, or of a group.
+	GetClientCount(context.Context, *GetClientCountRequest) (*GetClientCountResponse, error)
+	// ListClients lists the connections of the cluster (or of a group) with
+	// their uid, groups and session.
+	ListClients(context.Context, *ListClientsRequest) (*ListClientsResponse, error)
+	// SetSession replaces a connection's session (a JSON object).
+	SetSession(context.Context, *SetSessionRequest) (*SetSessionResponse, error)
+	// UpdateSession merges a JSON merge patch (RFC 7396) into a session.
+	UpdateSession(context.Context, *UpdateSessionRequest) (*UpdateSessionResponse, error)
+	// GetSession reads a connection's session.
+	GetSession(context.Context, *GetSessionRequest) (*GetSessionResponse, error)
 	mustEmbedUnimplementedPushServiceServer()
 }
 
@@ -182,14 +374,23 @@ type PushServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedPushServiceServer struct{}
 
+func (UnimplementedPushServiceServer) SendToAll(context.Context, *SendToAllRequest) (*SendToAllResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SendToAll not implemented")
+}
 func (UnimplementedPushServiceServer) SendToClient(context.Context, *SendToClientRequest) (*SendToClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SendToClient not implemented")
 }
 func (UnimplementedPushServiceServer) SendToUid(context.Context, *SendToUidRequest) (*SendToUidResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SendToUid not implemented")
 }
-func (UnimplementedPushServiceServer) IsUidOnline(context.Context, *IsUidOnlineRequest) (*IsUidOnlineResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method IsUidOnline not implemented")
+func (UnimplementedPushServiceServer) SendToGroup(context.Context, *SendToGroupRequest) (*SendToGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SendToGroup not implemented")
+}
+func (UnimplementedPushServiceServer) CloseClient(context.Context, *CloseClientRequest) (*CloseClientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseClient not implemented")
+}
+func (UnimplementedPushServiceServer) IsOnline(context.Context, *IsOnlineRequest) (*IsOnlineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IsOnline not implemented")
 }
 func (UnimplementedPushServiceServer) BindUid(context.Context, *BindUidRequest) (*BindUidResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BindUid not implemented")
@@ -197,14 +398,41 @@ func (UnimplementedPushServiceServer) BindUid(context.Context, *BindUidRequest) 
 func (UnimplementedPushServiceServer) UnbindUid(context.Context, *UnbindUidRequest) (*UnbindUidResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnbindUid not implemented")
 }
+func (UnimplementedPushServiceServer) IsUidOnline(context.Context, *IsUidOnlineRequest) (*IsUidOnlineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IsUidOnline not implemented")
+}
 func (UnimplementedPushServiceServer) GetClientIdByUid(context.Context, *GetClientIdByUidRequest) (*GetClientIdByUidResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetClientIdByUid not implemented")
 }
 func (UnimplementedPushServiceServer) GetUidByClientId(context.Context, *GetUidByClientIdRequest) (*GetUidByClientIdResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUidByClientId not implemented")
 }
-func (UnimplementedPushServiceServer) CloseClient(context.Context, *CloseClientRequest) (*CloseClientResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method CloseClient not implemented")
+func (UnimplementedPushServiceServer) JoinGroup(context.Context, *JoinGroupRequest) (*JoinGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method JoinGroup not implemented")
+}
+func (UnimplementedPushServiceServer) LeaveGroup(context.Context, *LeaveGroupRequest) (*LeaveGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LeaveGroup not implemented")
+}
+func (UnimplementedPushServiceServer) Ungroup(context.Context, *UngroupRequest) (*UngroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Ungroup not implemented")
+}
+func (UnimplementedPushServiceServer) GetGroupMembers(context.Context, *GetGroupMembersRequest) (*GetGroupMembersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetGroupMembers not implemented")
+}
+func (UnimplementedPushServiceServer) GetClientCount(context.Context, *GetClientCountRequest) (*GetClientCountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClientCount not implemented")
+}
+func (UnimplementedPushServiceServer) ListClients(context.Context, *ListClientsRequest) (*ListClientsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClients not implemented")
+}
+func (UnimplementedPushServiceServer) SetSession(context.Context, *SetSessionRequest) (*SetSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSession not implemented")
+}
+func (UnimplementedPushServiceServer) UpdateSession(context.Context, *UpdateSessionRequest) (*UpdateSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateSession not implemented")
+}
+func (UnimplementedPushServiceServer) GetSession(context.Context, *GetSessionRequest) (*GetSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSession not implemented")
 }
 func (UnimplementedPushServiceServer) mustEmbedUnimplementedPushServiceServer() {}
 func (UnimplementedPushServiceServer) testEmbeddedByValue()                     {}
@@ -225,6 +453,24 @@ func RegisterPushServiceServer(s grpc.ServiceRegistrar, srv PushServiceServer) {
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&PushService_ServiceDesc, srv)
+}
+
+func _PushService_SendToAll_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendToAllRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).SendToAll(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_SendToAll_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).SendToAll(ctx, req.(*SendToAllRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _PushService_SendToClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -263,20 +509,56 @@ func _PushService_SendToUid_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
-func _PushService_IsUidOnline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(IsUidOnlineRequest)
+func _PushService_SendToGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendToGroupRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(PushServiceServer).IsUidOnline(ctx, in)
+		return srv.(PushServiceServer).SendToGroup(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: PushService_IsUidOnline_FullMethodName,
+		FullMethod: PushService_SendToGroup_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PushServiceServer).IsUidOnline(ctx, req.(*IsUidOnlineRequest))
+		return srv.(PushServiceServer).SendToGroup(ctx, req.(*SendToGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_CloseClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseClientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).CloseClient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_CloseClient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).CloseClient(ctx, req.(*CloseClientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_IsOnline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IsOnlineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).IsOnline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_IsOnline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).IsOnline(ctx, req.(*IsOnlineRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -317,6 +599,24 @@ func _PushService_UnbindUid_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PushService_IsUidOnline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IsUidOnlineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).IsUidOnline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_IsUidOnline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).IsUidOnline(ctx, req.(*IsUidOnlineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _PushService_GetClientIdByUid_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetClientIdByUidRequest)
 	if err := dec(in); err != nil {
@@ -353,20 +653,164 @@ func _PushService_GetUidByClientId_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
-func _PushService_CloseClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CloseClientRequest)
+func _PushService_JoinGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinGroupRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(PushServiceServer).CloseClient(ctx, in)
+		return srv.(PushServiceServer).JoinGroup(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: PushService_CloseClient_FullMethodName,
+		FullMethod: PushService_JoinGroup_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PushServiceServer).CloseClient(ctx, req.(*CloseClientRequest))
+		return srv.(PushServiceServer).JoinGroup(ctx, req.(*JoinGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_LeaveGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaveGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).LeaveGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_LeaveGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).LeaveGroup(ctx, req.(*LeaveGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_Ungroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UngroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).Ungroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_Ungroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).Ungroup(ctx, req.(*UngroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_GetGroupMembers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGroupMembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).GetGroupMembers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_GetGroupMembers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).GetGroupMembers(ctx, req.(*GetGroupMembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_GetClientCount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClientCountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).GetClientCount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_GetClientCount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).GetClientCount(ctx, req.(*GetClientCountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_ListClients_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClientsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).ListClients(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_ListClients_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).ListClients(ctx, req.(*ListClientsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_SetSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).SetSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_SetSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).SetSession(ctx, req.(*SetSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_UpdateSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).UpdateSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_UpdateSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).UpdateSession(ctx, req.(*UpdateSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_GetSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).GetSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_GetSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).GetSession(ctx, req.(*GetSessionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -379,6 +823,10 @@ var PushService_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*PushServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
+			MethodName: "SendToAll",
+			Handler:    _PushService_SendToAll_Handler,
+		},
+		{
 			MethodName: "SendToClient",
 			Handler:    _PushService_SendToClient_Handler,
 		},
@@ -387,8 +835,16 @@ var PushService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PushService_SendToUid_Handler,
 		},
 		{
-			MethodName: "IsUidOnline",
-			Handler:    _PushService_IsUidOnline_Handler,
+			MethodName: "SendToGroup",
+			Handler:    _PushService_SendToGroup_Handler,
+		},
+		{
+			MethodName: "CloseClient",
+			Handler:    _PushService_CloseClient_Handler,
+		},
+		{
+			MethodName: "IsOnline",
+			Handler:    _PushService_IsOnline_Handler,
 		},
 		{
 			MethodName: "BindUid",
@@ -399,6 +855,10 @@ var PushService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PushService_UnbindUid_Handler,
 		},
 		{
+			MethodName: "IsUidOnline",
+			Handler:    _PushService_IsUidOnline_Handler,
+		},
+		{
 			MethodName: "GetClientIdByUid",
 			Handler:    _PushService_GetClientIdByUid_Handler,
 		},
@@ -407,8 +867,40 @@ var PushService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PushService_GetUidByClientId_Handler,
 		},
 		{
-			MethodName: "CloseClient",
-			Handler:    _PushService_CloseClient_Handler,
+			MethodName: "JoinGroup",
+			Handler:    _PushService_JoinGroup_Handler,
+		},
+		{
+			MethodName: "LeaveGroup",
+			Handler:    _PushService_LeaveGroup_Handler,
+		},
+		{
+			MethodName: "Ungroup",
+			Handler:    _PushService_Ungroup_Handler,
+		},
+		{
+			MethodName: "GetGroupMembers",
+			Handler:    _PushService_GetGroupMembers_Handler,
+		},
+		{
+			MethodName: "GetClientCount",
+			Handler:    _PushService_GetClientCount_Handler,
+		},
+		{
+			MethodName: "ListClients",
+			Handler:    _PushService_ListClients_Handler,
+		},
+		{
+			MethodName: "SetSession",
+			Handler:    _PushService_SetSession_Handler,
+		},
+		{
+			MethodName: "UpdateSession",
+			Handler:    _PushService_UpdateSession_Handler,
+		},
+		{
+			MethodName: "GetSession",
+			Handler:    _PushService_GetSession_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
