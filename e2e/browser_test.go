@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -180,6 +183,22 @@ func chatScenario(t *testing.T, b *browser, name, url85, url86 string, interlude
 // away: more than one catch-up page (50), so that 86 must ask again.
 const catchUpBurst = 55
 
+// demoToken fetches a bind token for uid from the all-in-one's demo
+// endpoint at base (http://host:port/).
+func demoToken(t *testing.T, base, uid string) string {
+	t.Helper()
+	resp, err := http.Get(strings.TrimSuffix(base, "/") + "/demo/token?uid=" + url.QueryEscape(uid))
+	if err != nil {
+		t.Fatalf("demo token: %v", err)
+	}
+	defer resp.Body.Close()
+	var v struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK || v.Token == "" {
+		t.Fatalf("demo token: status %d, %v, token %q", resp.StatusCode, err, v.Token)
+	}
+	return v.Token
+}
+
 // reconnectScenario takes the network away from both tabs: 85 writes a
 // message while offline, which shows as sending and is sent with its cmid
 // once 85 is back; while 86 is still away 85 sends a second one, and then
@@ -215,7 +234,8 @@ func reconnectScenario(t *testing.T, wsURL string, px85, px86 *cutProxy, p85, p8
 	missed := []chatLine{{text: offline, from: "85"}, {text: second, from: "85"}}
 
 	other := dial(t, wsURL, "85's other device")
-	other.send(map[string]string{"type": "bind", "client_id": other.id, "frontId": "85"})
+	other.send(map[string]string{"type": "bind", "client_id": other.id, "frontId": "85",
+		"token": demoToken(t, "http://"+strings.TrimPrefix(wsURL, "ws://"), "85")})
 	other.expect("bound")
 	for i := 1; i <= catchUpBurst; i++ {
 		text := fmt.Sprintf("另一台设备发的第 %02d 条", i)
@@ -320,7 +340,7 @@ func startAllInOne(t *testing.T) *allInOne {
 		addr := testsvc.FreeAddr(t)
 		a.pageURL = "http://" + addr + "/"
 		a.proc = launch(t, "allinone", "allinone", filepath.Join(dir, fmt.Sprintf("allinone.%d.log", attempt)), []string{
-			"-ws-addr", addr, "-insecure-bind", "-store", "sqlite:" + filepath.Join(dir, "chat.db"), "-log-level", "debug",
+			"-ws-addr", addr, "-demo", "-store", "sqlite:" + filepath.Join(dir, "chat.db"), "-log-level", "debug",
 		})
 		err := a.waitLog(startTimeout, "a gateway with its worker linked", func(log string) bool {
 			return strings.Contains(log, `msg="gateway listening"`) && len(linkedWorkers(log)) == 1

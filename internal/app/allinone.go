@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gatewire/gatewire/internal/bindtoken"
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/register"
 	"github.com/gatewire/gatewire/internal/web"
@@ -22,7 +24,14 @@ type AllInOneConfig struct {
 	// Worker.Store defaults to sqlite:gatewire.db; the demo users are
 	// always loaded.
 	Worker WorkerConfig
+	// Demo serves GET /demo/token, which signs a bind token for any uid, so
+	// that the chat page works without an application; a -jwt-secret is
+	// made up when none is given.
+	Demo bool
 }
+
+// demoTokenTTL is how long a demo bind token is valid.
+const demoTokenTTL = time.Hour
 
 // RunAllInOne runs a register, a gateway and a worker in one process with an
 // in-memory directory and lease table, linked over loopback gRPC with a
@@ -47,8 +56,17 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, log *slog.Logger) erro
 	gcfg := cfg.Gateway
 	gcfg.Registers, gcfg.Secret = registers, secret
 	gcfg.LinkAddr, gcfg.LinkAdvertise = "127.0.0.1:0", ""
-	gcfg.Web = web.New(web.Config{WebSocketURL: cfg.Worker.WebSocketURL}, st)
 	wcfg := cfg.Worker
+	webCfg := web.Config{WebSocketURL: cfg.Worker.WebSocketURL}
+	if cfg.Demo {
+		if wcfg.JWTSecret == "" {
+			wcfg.JWTSecret = randomSecret()
+		}
+		key := []byte(wcfg.JWTSecret)
+		webCfg.DemoTokens = func(uid string) (string, error) { return bindtoken.Sign(key, uid, demoTokenTTL) }
+		log.Warn("demo mode: GET /demo/token hands out a bind token for any uid; never run it in production")
+	}
+	gcfg.Web = web.New(webCfg, st)
 	wcfg.Registers, wcfg.Secret = registers, secret
 
 	if gcfg.WSAddr == "" {

@@ -100,6 +100,7 @@ func GatewayFlags(fs *flag.FlagSet, cfg *GatewayConfig) {
 // workerChatFlags registers the flags of the worker's business side, shared
 // by the worker and the all-in-one.
 func workerChatFlags(fs *flag.FlagSet, cfg *WorkerConfig, defaultPushAddr, defaultPushHTTPAddr string) {
+	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes) of the bind tokens the application signs (\"sub\" = uid, \"exp\"); required unless -insecure-bind")
 	fs.BoolVar(&cfg.InsecureBind, "insecure-bind", false, "accept the seed's token-less bind (any client may claim any uid)")
 	fs.IntVar(&cfg.Lanes, "lanes", 64, "clients whose events are handled at once")
 	fs.StringVar(&cfg.PushAddr, "push-addr", defaultPushAddr, "Push API gRPC listen address ('' disables it)")
@@ -125,4 +126,5 @@ func AllInOneFlags(fs *flag.FlagSet, cfg *AllInOneConfig) {
 	gatewayClientFlags(fs, &cfg.Gateway)
 	workerChatFlags(fs, &cfg.Worker, "", "")
 	fs.StringVar(&cfg.Worker.Store, "store", "sqlite:gatewire.db", "message store: sqlite:<path> or postgres://user@host/db")
+	fs.BoolVar(&cfg.Demo, "demo", false, "demo mode: GET /demo/token?uid= hands out a bind token for any uid, and the chat page uses it (never in production)")
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/gatewire/gatewire/internal/bindtoken"
 	"github.com/gatewire/gatewire/internal/chat"
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/push"
@@ -39,6 +40,9 @@ type WorkerConfig struct {
 	PushTLSCert, PushTLSKey string
 	// PushToken is the Push API's bearer token; required when PushAddr is set.
 	PushToken string
+	// JWTSecret verifies bind tokens (HS256, "sub" = uid); required
+	// unless InsecureBind.
+	JWTSecret string
 	// InsecureBind accepts the seed's token-less bind.
 	InsecureBind bool
 	// Store is the message store: a postgres:// URL or sqlite:<path>
@@ -102,6 +106,22 @@ func openStore(ctx context.Context, url string, demoUsers bool, log *slog.Logger
 	return st, nil
 }
 
+// bindTokens returns the verifier of -jwt-secret (nil without one) and
+// refuses a worker that could bind nobody.
+func (cfg WorkerConfig) bindTokens() (*bindtoken.Verifier, error) {
+	if cfg.JWTSecret == "" {
+		if !cfg.InsecureBind {
+			return nil, errors.New("worker: binds need signed tokens: set -jwt-secret (at least 32 bytes, shared with the application that signs them), or -insecure-bind to accept the seed's token-less bind")
+		}
+		return nil, nil
+	}
+	v, err := bindtoken.NewVerifier([]byte(cfg.JWTSecret))
+	if err != nil {
+		return nil, fmt.Errorf("worker: -jwt-secret: %w", err)
+	}
+	return v, nil
+}
+
 func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory, st store.Store, log *slog.Logger) error {
 	log = discard(log).With("role", "worker")
 	if cfg.Secret == "" {
@@ -121,9 +141,13 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 		}
 		pushTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	tokens, err := cfg.bindTokens()
+	if err != nil {
+		return err
+	}
 	cfg.DialOptions = append(cfg.DialOptions, dialOptions(cfg.Secret)...)
 	w := worker.New(cfg.Config, dir, log)
-	h := chat.New(chat.Config{InsecureBind: cfg.InsecureBind}, w.API(), st, log)
+	h := chat.New(chat.Config{Tokens: tokens, InsecureBind: cfg.InsecureBind}, w.API(), st, log)
 	defer h.Close() // after w.Run returned: no event is in flight
 	reg, err := register.NewClient(cfg.Registers, log, dialOptions(cfg.Secret)...)
 	if err != nil {

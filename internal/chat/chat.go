@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
+	"github.com/gatewire/gatewire/internal/bindtoken"
 	"github.com/gatewire/gatewire/internal/store"
 	"github.com/gatewire/gatewire/internal/worker"
 )
@@ -20,10 +22,13 @@ const dateLayout = "2006-01-02 15:04:05"
 // Config configures a Handler. The zero Config is valid and refuses
 // token-less binds.
 type Config struct {
-	// InsecureBind accepts the seed's bind request, which carries no proof
-	// that the client owns the uid it claims. False (the default) refuses
-	// every bind with the error code token_required until signed bind tokens
-	// exist.
+	// Tokens verifies the signed bind tokens clients present, in the bind
+	// request's "token" field or as ?token= in the WebSocket URL. Nil
+	// refuses every bind that needs a token.
+	Tokens *bindtoken.Verifier
+	// InsecureBind accepts the seed's bind request without a token: any
+	// client may claim any uid. A token a client does present is still
+	// checked.
 	InsecureBind bool
 	// Location is the time zone of message dates; nil means time.Local.
 	Location *time.Location
@@ -34,6 +39,7 @@ type Config struct {
 // Handler is the chat's worker.Handler. It is safe for concurrent use.
 type Handler struct {
 	insecureBind bool
+	tokens       *bindtoken.Verifier
 	loc          *time.Location
 	timeout      time.Duration
 	api          worker.API
@@ -51,6 +57,7 @@ var _ worker.Handler = (*Handler)(nil)
 func New(cfg Config, api worker.API, st store.Store, log *slog.Logger) *Handler {
 	h := &Handler{
 		insecureBind: cfg.InsecureBind,
+		tokens:       cfg.Tokens,
 		loc:          cfg.Location,
 		timeout:      cfg.Timeout,
 		api:          api,
@@ -85,17 +92,37 @@ func (h *Handler) OnConnect(ctx context.Context, c *worker.Client) {
 	h.reply(ctx, c, initFrame{Type: typeInit, ClientID: c.ID})
 }
 
-// OnWebSocketConnect does nothing yet; signed bind tokens may come from the
-// handshake later.
-func (h *Handler) OnWebSocketConnect(ctx context.Context, c *worker.Client, r *worker.Request) {}
+// OnWebSocketConnect binds the connection when its URL carries a bind
+// token (?token=...): the client is then bound before its first frame, and
+// its bind request needs no token. A bad token gets an error frame; the
+// connection stays open and unbound.
+func (h *Handler) OnWebSocketConnect(ctx context.Context, c *worker.Client, r *worker.Request) {
+	q, err := url.ParseQuery(r.Query)
+	token := q.Get(fieldToken)
+	if err != nil || token == "" {
+		return
+	}
+	uid, ferr := h.verify(token, "")
+	if ferr == nil {
+		ferr = h.bindUID(ctx, c, uid)
+	}
+	if ferr != nil {
+		h.refuse(ctx, c, typeBind, ferr)
+	}
+}
 
 // OnMessage handles one client frame. A frame the Handler refuses gets an
 // error frame in reply; the connection stays open.
 func (h *Handler) OnMessage(ctx context.Context, c *worker.Client, m worker.Message) {
 	ref, err := h.dispatch(ctx, c, m)
-	if err == nil {
-		return
+	if err != nil {
+		h.refuse(ctx, c, ref, err)
 	}
+}
+
+// refuse logs err and sends it to the client as an error frame about a
+// request of type ref.
+func (h *Handler) refuse(ctx context.Context, c *worker.Client, ref string, err *frameError) {
 	if err.err != nil {
 		h.log.WarnContext(ctx, "chat request failed",
 			"client_id", c.ID, "uid", c.UID, "code", err.code, "err", err.err)
@@ -138,11 +165,11 @@ func (h *Handler) dispatch(ctx context.Context, c *worker.Client, m worker.Messa
 
 // bind handles {"type":"bind","client_id":"...","frontId":"85"}: it binds the
 // connection to uid frontId and acknowledges with a "bound" frame.
+//
+// The bind needs a token signed for frontId, unless the connection is
+// already bound to frontId (by its URL's token) or the Handler accepts
+// token-less binds.
 func (h *Handler) bind(ctx context.Context, c *worker.Client, req request) *frameError {
-	if !h.insecureBind {
-		return newFrameError(codeTokenRequired, "signed bind tokens come in a later release; "+
-			"run with -insecure-bind to accept the seed's token-less bind")
-	}
 	b, ferr := decodeBind(req)
 	if ferr != nil {
 		return ferr
@@ -150,8 +177,39 @@ func (h *Handler) bind(ctx context.Context, c *worker.Client, req request) *fram
 	if b.hasClientID && b.clientID != c.ID {
 		return newFrameError(codeClientIDMismatch, "client_id is not the client_id of this connection")
 	}
+	if b.token != "" || !(h.insecureBind || c.UID == b.frontID) {
+		if _, ferr := h.verify(b.token, b.frontID); ferr != nil {
+			return ferr
+		}
+	}
+	return h.bindUID(ctx, c, b.frontID)
+}
+
+// verify checks a bind token and returns its uid, which must be want
+// unless want is empty.
+func (h *Handler) verify(token, want string) (string, *frameError) {
+	if h.tokens == nil {
+		return "", newFrameError(codeTokenRequired, "this server accepts no bind tokens (no -jwt-secret) and no token-less binds")
+	}
+	uid, err := h.tokens.Verify(token)
+	switch {
+	case errors.Is(err, bindtoken.ErrMissing):
+		return "", newFrameError(codeTokenRequired, `field "token" is required: a bind token the application signed for this uid (servers run with -insecure-bind accept the seed's token-less bind)`)
+	case errors.Is(err, bindtoken.ErrExpired):
+		return "", newFrameError(codeTokenExpired, "the bind token has expired; get a new one")
+	case err != nil:
+		return "", newFrameError(codeTokenInvalid, "the bind token is not valid")
+	case want != "" && uid != want:
+		return "", newFrameError(codeTokenMismatch, `the bind token was issued for another uid than "frontId"`)
+	}
+	return uid, nil
+}
+
+// bindUID binds the connection to uid and acknowledges with a "bound" frame
+// carrying the unread count per peer.
+func (h *Handler) bindUID(ctx context.Context, c *worker.Client, uid string) *frameError {
 	callCtx, cancel := context.WithTimeout(ctx, h.timeout)
-	err := h.api.BindUID(callCtx, c.ID, b.frontID)
+	err := h.api.BindUID(callCtx, c.ID, uid)
 	cancel()
 	if err != nil {
 		if errors.Is(err, worker.ErrInvalidArgument) {
@@ -161,16 +219,16 @@ func (h *Handler) bind(ctx context.Context, c *worker.Client, req request) *fram
 	}
 	unread := map[string]int{}
 	callCtx, cancel = context.WithTimeout(ctx, h.timeout)
-	counts, err := h.store.UnreadCounts(callCtx, b.frontID)
+	counts, err := h.store.UnreadCounts(callCtx, uid)
 	cancel()
 	if err != nil {
 		// The bind holds; the counts are a convenience the client can ask
 		// for again with history.
-		h.log.WarnContext(ctx, "load unread counts", "client_id", c.ID, "uid", b.frontID, "err", err)
+		h.log.WarnContext(ctx, "load unread counts", "client_id", c.ID, "uid", uid, "err", err)
 	} else if counts != nil {
 		unread = counts
 	}
-	h.reply(ctx, c, boundFrame{Type: typeBound, ClientID: c.ID, FrontID: b.frontID, Unread: unread})
+	h.reply(ctx, c, boundFrame{Type: typeBound, ClientID: c.ID, FrontID: uid, Unread: unread})
 	return nil
 }
 

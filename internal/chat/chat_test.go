@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewire/gatewire/internal/bindtoken"
 	"github.com/gatewire/gatewire/internal/store"
 	"github.com/gatewire/gatewire/internal/worker"
 )
@@ -311,6 +312,9 @@ type harness struct {
 	closeOnce sync.Once
 }
 
+// testSecret signs the bind tokens of tests.
+var testSecret = []byte("chat-test-secret-0123456789abcdef")
+
 // newHarness builds a Handler with InsecureBind as given on a fresh SQLite
 // store, a fake API and a debug log captured in a buffer. It fails the test
 // at the end if the fake saw a contract violation.
@@ -325,7 +329,11 @@ func newHarness(t testing.TB, insecureBind bool) *harness {
 // earlier).
 func newHarnessOn(t testing.TB, insecureBind bool, db *store.SQLite, st store.Store) *harness {
 	t.Helper()
-	cfg := Config{InsecureBind: insecureBind, Location: testZone, Timeout: 2 * time.Second}
+	tokens, err := bindtoken.NewVerifier(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Tokens: tokens, InsecureBind: insecureBind, Location: testZone, Timeout: 2 * time.Second}
 	api := newFakeAPI(cfg.Timeout)
 	logBuf := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -616,8 +624,7 @@ func TestBind(t *testing.T) {
 			wantBind: "c1=用户", wantFrame: `{"type":"bound","client_id":"c1","frontId":"用户","unread":{}}`},
 		{name: "uid 0", frame: `{"type":"bind","frontId":0}`,
 			wantBind: "c1=0", wantFrame: `{"type":"bound","client_id":"c1","frontId":"0","unread":{}}`},
-		{name: "extra token ignored", frame: `{"type":"bind","frontId":"85","token":"t"}`,
-			wantBind: "c1=85", wantFrame: `{"type":"bound","client_id":"c1","frontId":"85","unread":{}}`},
+		{name: "a token given is checked", frame: `{"type":"bind","frontId":"85","token":"t"}`, wantCode: "token_invalid"},
 		{name: "uid the store rejects still binds", frame: `{"type":"bind","frontId":"` + strings.Repeat("u", 300) + `"}`,
 			wantBind: "c1=" + strings.Repeat("u", 300), wantFrame: `{"type":"bound","client_id":"c1","frontId":"` + strings.Repeat("u", 300) + `","unread":{}}`},
 		{name: "other client_id", frame: `{"type":"bind","client_id":"c2","frontId":"85"}`, wantCode: "client_id_mismatch"},

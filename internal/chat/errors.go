@@ -14,6 +14,9 @@ const (
 	codeNotBound         = "not_bound"
 	codeForbidden        = "forbidden"
 	codeTokenRequired    = "token_required"
+	codeTokenInvalid     = "token_invalid"
+	codeTokenExpired     = "token_expired"
+	codeTokenMismatch    = "token_mismatch"
 	codeUnavailable      = "unavailable"
 	codeStoreFailed      = "store_failed"
 )

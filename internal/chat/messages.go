@@ -38,6 +38,7 @@ const (
 	fieldBefore   = "before"
 	fieldAfter    = "after"
 	fieldUpTo     = "upTo"
+	fieldToken    = "token"
 )
 
 // Limits of client requests.
@@ -146,6 +147,7 @@ type bindRequest struct {
 	clientID    string
 	hasClientID bool
 	frontID     string
+	token       string
 }
 
 // sayRequest is a decoded "say" request.
@@ -191,6 +193,11 @@ func decodeBind(req request) (bindRequest, *frameError) {
 	var ferr *frameError
 	if b.frontID, ferr = req.uid(fieldFrontID); ferr != nil {
 		return b, ferr
+	}
+	if raw, ok := req.field(fieldToken); ok {
+		if err := json.Unmarshal(raw, &b.token); err != nil || isNull(raw) {
+			return b, errInvalidField(fieldToken, "a string")
+		}
 	}
 	return b, nil
 }

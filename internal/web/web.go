@@ -29,6 +29,10 @@ type Config struct {
 	// empty means the page's own host (the all-in-one serves the page and
 	// the WebSocket on one port).
 	WebSocketURL string
+	// DemoTokens, when set, serves GET /demo/token?uid=<uid>, which hands
+	// out a bind token for any uid, and makes the page use it. Only the
+	// all-in-one's demo mode sets it: it lets anyone be anyone.
+	DemoTokens func(uid string) (string, error)
 }
 
 // UserLookup finds users by uid (store.Store satisfies it).
@@ -51,6 +55,11 @@ func New(cfg Config, users UserLookup) http.Handler {
 	mux.HandleFunc("GET /avatars/{file}", func(w http.ResponseWriter, r *http.Request) {
 		serveAvatar(w, r, users)
 	})
+	if cfg.DemoTokens != nil {
+		mux.HandleFunc("GET /demo/token", func(w http.ResponseWriter, r *http.Request) {
+			serveDemoToken(w, r, cfg.DemoTokens)
+		})
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		servePage(w, static, cfg)
 	})
@@ -66,13 +75,33 @@ func servePage(w http.ResponseWriter, static fs.FS, cfg Config) {
 	}
 	// json.Marshal escapes <, > and &, so nothing in the value can end the
 	// script element; browsers do not decode entities inside it.
-	conf, _ := json.Marshal(map[string]string{"wsUrl": cfg.WebSocketURL})
+	conf, _ := json.Marshal(map[string]any{"wsUrl": cfg.WebSocketURL, "demoTokens": cfg.DemoTokens != nil})
 	out := strings.Replace(string(page), "<!--CONFIG-->",
 		`<script id="gatewire-config" type="application/json">`+string(conf)+`</script>`, 1)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'")
 	_, _ = w.Write([]byte(out))
+}
+
+// maxDemoUID bounds the uid the demo endpoint signs for.
+const maxDemoUID = 64
+
+// serveDemoToken answers {"token":"..."} for the query's uid.
+func serveDemoToken(w http.ResponseWriter, r *http.Request, sign func(string) (string, error)) {
+	uid := r.URL.Query().Get("uid")
+	if uid == "" || len(uid) > maxDemoUID || !utf8.ValidString(uid) {
+		http.Error(w, fmt.Sprintf("query parameter uid must be 1 to %d bytes of UTF-8", maxDemoUID), http.StatusBadRequest)
+		return
+	}
+	token, err := sign(uid)
+	if err != nil {
+		http.Error(w, "could not sign a token", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(map[string]string{"token": token})
 }
 
 // serveAvatar draws a round avatar with the initial of the user's nickname

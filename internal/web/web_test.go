@@ -263,3 +263,29 @@ func TestNotFound(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoTokens: /demo/token exists only when Config.DemoTokens is set,
+// signs for the uid asked, refuses a bad uid, and the page is told.
+func TestDemoTokens(t *testing.T) {
+	off := newServer(t, web.Config{}, demo)
+	if resp, _ := get(t, off, "/demo/token?uid=85"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("without demo tokens: GET /demo/token status %d, want 404", resp.StatusCode)
+	}
+	if _, page := get(t, off, "/"); !strings.Contains(pageConfig(t, page), `"demoTokens":false`) {
+		t.Errorf("page config %s, want demoTokens false", pageConfig(t, page))
+	}
+
+	on := newServer(t, web.Config{DemoTokens: func(uid string) (string, error) { return "token-for-" + uid, nil }}, demo)
+	resp, body := get(t, on, "/demo/token?uid=%E5%A4%A7")
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(body) != `{"token":"token-for-大"}` || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("GET /demo/token?uid=大: status %d, body %s, Cache-Control %q", resp.StatusCode, body, resp.Header.Get("Cache-Control"))
+	}
+	for _, q := range []string{"", "?uid=", "?uid=" + strings.Repeat("u", 65), "?uid=%ff"} {
+		if resp, _ := get(t, on, "/demo/token"+q); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET /demo/token%s: status %d, want 400", q, resp.StatusCode)
+		}
+	}
+	if _, page := get(t, on, "/"); !strings.Contains(pageConfig(t, page), `"demoTokens":true`) {
+		t.Errorf("page config %s, want demoTokens true", pageConfig(t, page))
+	}
+}

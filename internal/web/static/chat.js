@@ -152,6 +152,28 @@
     }
   }
 
+  // bindToken passes cb the token that proves this page may bind selfId:
+  // the page URL's ?token= (handed out by the application), a fresh one
+  // from the all-in-one's demo endpoint, or '' when neither exists (the
+  // server then has to accept token-less binds). A failed fetch starts the
+  // connection over.
+  function bindToken(cb) {
+    var given = params.get('token');
+    if (given) return cb(given);
+    if (!config.demoTokens) return cb('');
+    fetch('/demo/token?uid=' + encodeURIComponent(selfId), { cache: 'no-store' })
+      .then(function (r) {
+        if (!r.ok) throw new Error('status ' + r.status);
+        return r.json();
+      })
+      .then(function (j) {
+        cb(String(j.token || ''));
+      })
+      .catch(function () {
+        if (state.ws) state.ws.close();
+      });
+  }
+
   function webSocketURL() {
     if (config.wsUrl) return config.wsUrl;
     return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
@@ -231,7 +253,14 @@
   function onFrame(f) {
     switch (f.type) {
       case 'init':
-        send({ type: 'bind', client_id: String(f.client_id || ''), frontId: selfId });
+        var ws = state.ws;
+        var cid = String(f.client_id || '');
+        bindToken(function (token) {
+          if (state.ws !== ws) return;
+          var bind = { type: 'bind', client_id: cid, frontId: selfId };
+          if (token) bind.token = token;
+          send(bind);
+        });
         return;
       case 'bound':
         if (f.frontId === selfId) onBound();
