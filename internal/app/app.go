@@ -73,9 +73,13 @@ func serveGRPC(ctx context.Context, s *grpc.Server, lis net.Listener) error {
 	return nil
 }
 
-// serveHTTP serves h on lis until ctx ends, then shuts it down.
-func serveHTTP(ctx context.Context, h http.Handler, lis net.Listener) error {
-	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// serveHTTP serves h on lis until ctx ends, then shuts it down. A client
+// has headerTimeout (zero: 10s) to send its request headers.
+func serveHTTP(ctx context.Context, h http.Handler, lis net.Listener, headerTimeout time.Duration) error {
+	if headerTimeout <= 0 {
+		headerTimeout = 10 * time.Second
+	}
+	s := &http.Server{Handler: h, ReadHeaderTimeout: headerTimeout}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(lis) }()
 	select {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,6 +37,12 @@ type GatewayConfig struct {
 	Secret string
 	// Redis holds the directory (RunGateway only).
 	Redis RedisConfig
+	// TrustedProxies lists the load balancers (IPs or CIDRs) whose
+	// X-Forwarded-For is believed.
+	TrustedProxies []string
+	// HandshakeTimeout bounds reading a client's handshake request; zero
+	// means 10s.
+	HandshakeTimeout time.Duration
 	// Web, if set, serves plain HTTP requests on the WebSocket port (the
 	// all-in-one's chat page); WebSocket handshakes still go to the gateway.
 	Web http.Handler
@@ -89,6 +96,11 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 	if cfg.PublicAddress == "" {
 		cfg.PublicAddress = wsLis.Addr().String()
 	}
+	if cfg.Config.TrustedProxies, err = gateway.ParsePrefixes(cfg.TrustedProxies); err != nil {
+		wsLis.Close()
+		linkLis.Close()
+		return fmt.Errorf("gateway: -trusted-proxies: %w", err)
+	}
 	gw, err := gateway.New(cfg.Config, dir, log)
 	if err != nil {
 		wsLis.Close()
@@ -133,7 +145,7 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 	// carry the clients' close events.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveHTTP(serveCtx, handler, wsLis) })
+	g.Go(func() error { return serveHTTP(serveCtx, handler, wsLis, cfg.HandshakeTimeout) })
 	g.Go(func() error { return serveGRPC(serveCtx, gs, linkLis) })
 	g.Go(func() error {
 		<-gctx.Done()

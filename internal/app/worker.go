@@ -83,7 +83,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, log *slog.Logger) error {
 			return err
 		}
 		log.Info("chat page listening", "addr", "http://"+lis.Addr().String()+"/")
-		g.Go(func() error { return serveHTTP(gctx, web.New(web.Config{WebSocketURL: cfg.WebSocketURL}, st), lis) })
+		g.Go(func() error { return serveHTTP(gctx, web.New(web.Config{WebSocketURL: cfg.WebSocketURL}, st), lis, 0) })
 	}
 	g.Go(func() error { return serveWorker(gctx, cfg, directory.NewRedis(rdb, cfg.Redis.prefix()), st, log) })
 	return g.Wait()
@@ -166,7 +166,7 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 			lis = tls.NewListener(lis, pushTLS)
 		}
 		log.Info("push http api listening", "addr", lis.Addr().String(), "tls", pushTLS != nil)
-		g.Go(func() error { return serveHTTP(gctx, push.HTTPHandler(pushServer, cfg.PushToken), lis) })
+		g.Go(func() error { return serveHTTP(gctx, push.HTTPHandler(pushServer, cfg.PushToken), lis, 0) })
 	}
 	if cfg.PushAddr != "" {
 		lis, err := listen("worker push api", cfg.PushAddr)

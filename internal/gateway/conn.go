@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -31,6 +32,11 @@ type conn struct {
 	g   *Gateway
 	ws  *websocket.Conn
 	out chan frame
+	// urgent carries a close that must overtake the queue (a slow client).
+	urgent   chan frame
+	queued   atomic.Int64 // bytes in out
+	slow     atomic.Bool  // the queue overflowed: closing
+	throttle *throttle
 
 	ctx    context.Context // ends when the connection is finished
 	cancel context.CancelFunc
@@ -59,6 +65,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.wg.Done()
 
+	remote := clientAddr(r, g.cfg.TrustedProxies)
+	if err := g.admit.admit(remote.Addr()); err != nil {
+		g.log.Warn("connection refused", "remote", remote, "err", err)
+		http.Error(w, err.reason, err.status)
+		return
+	}
+	defer g.admit.release(remote.Addr())
+
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.OriginPatterns})
 	if err != nil {
 		g.log.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
@@ -68,7 +82,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(g.ctx)
 	c := &conn{
 		id: clientid.Make(g.cfg.ID, g.seq.Add(1)), g: g, ws: ws,
-		out: make(chan frame, g.cfg.SendQueue), ctx: ctx, cancel: cancel,
+		out: make(chan frame, g.cfg.SendQueue), urgent: make(chan frame, 1), ctx: ctx, cancel: cancel,
+		throttle: newThrottle(g.cfg.MessageRate, g.cfg.MessageBurst, g.cfg.RateStrikes),
 	}
 	g.register(c)
 
@@ -79,7 +94,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.pingLoop() }()
 	}
-	ev := &linkv1.Event{ClientId: c.id, Kind: &linkv1.Event_Connected{Connected: connected(r, g.cfg.PublicAddress)}}
+	ev := &linkv1.Event{ClientId: c.id, Kind: &linkv1.Event_Connected{Connected: connected(r, hostPort(remote, r.RemoteAddr), g.cfg.PublicAddress)}}
 	var readErr error
 	if g.dispatch(c.ctx, c, ev) {
 		readErr = c.readLoop()
@@ -105,9 +120,9 @@ func (g *Gateway) register(c *conn) {
 	}
 }
 
-func connected(r *http.Request, public string) *linkv1.Connected {
+func connected(r *http.Request, remote, public string) *linkv1.Connected {
 	ev := &linkv1.Connected{
-		RemoteAddress: r.RemoteAddr, GatewayAddress: public,
+		RemoteAddress: remote, GatewayAddress: public,
 		Path: r.URL.Path, Query: r.URL.RawQuery,
 	}
 	if ev.GatewayAddress == "" {
@@ -125,6 +140,15 @@ func (c *conn) readLoop() error {
 		typ, data, err := c.ws.Read(c.ctx)
 		if err != nil {
 			return err
+		}
+		switch c.throttle.check() {
+		case refuseFrame:
+			c.enqueue(frame{data: c.g.rateLimited})
+			continue
+		case closeAbuser:
+			c.g.log.Info("closing client over the message rate limit", "client_id", c.id)
+			c.closeWith(websocket.StatusPolicyViolation, "message rate limit exceeded")
+			return c.drain()
 		}
 		uid, session := c.state()
 		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session,
@@ -148,33 +172,46 @@ func (c *conn) drain() error {
 	}
 }
 
-// writeLoop writes queued frames until the connection ends.
+// writeLoop writes queued frames until the connection ends; an urgent
+// close overtakes the queue.
 func (c *conn) writeLoop() {
 	for {
+		var f frame
 		select {
-		case <-c.ctx.Done():
-			return
-		case f := <-c.out:
-			if f.close {
-				// Close waits for the peer's close frame, read by the read loop.
-				_ = c.ws.Close(f.status, f.reason)
-				c.cancel()
+		case f = <-c.urgent:
+		default:
+			select {
+			case <-c.ctx.Done():
 				return
-			}
-			typ := websocket.MessageText
-			if f.binary {
-				typ = websocket.MessageBinary
-			}
-			ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.WriteTimeout)
-			err := c.ws.Write(ctx, typ, f.data)
-			cancel()
-			if err != nil {
-				c.cancel()
-				_ = c.ws.CloseNow()
-				return
+			case f = <-c.urgent:
+			case f = <-c.out:
+				c.queued.Add(-int64(len(f.data)))
 			}
 		}
+		if f.close {
+			// Close waits for the peer's close frame, read by the read loop.
+			_ = c.ws.Close(f.status, f.reason)
+			c.cancel()
+			return
+		}
+		typ := websocket.MessageText
+		if f.binary {
+			typ = websocket.MessageBinary
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.WriteTimeout)
+		err := c.ws.Write(ctx, typ, f.data)
+		cancel()
+		if err != nil {
+			c.cut()
+			return
+		}
 	}
+}
+
+// cut ends the connection at once, without a close handshake.
+func (c *conn) cut() {
+	c.cancel()
+	_ = c.ws.CloseNow()
 }
 
 // pingLoop pings the client and closes it after PingMisses unanswered pings.
@@ -200,29 +237,43 @@ func (c *conn) pingLoop() {
 		}
 		if misses++; misses >= c.g.cfg.PingMisses {
 			c.g.log.Info("closing client that stopped answering pings", "client_id", c.id, "misses", misses)
-			c.cancel()
-			_ = c.ws.CloseNow()
+			c.cut()
 			return
 		}
 	}
 }
 
-// enqueue queues f for the writer. A full queue closes the connection: a
-// client that does not read must not hold memory or block its senders.
+// enqueue queues f for the writer. A queue that overflows, in frames or in
+// bytes, closes the connection: a client that does not read must not hold
+// memory or block its senders.
 func (c *conn) enqueue(f frame) bool {
-	if c.ctx.Err() != nil {
+	if c.ctx.Err() != nil || c.slow.Load() {
 		return false
 	}
-	select {
-	case c.out <- f:
-		return true
-	default:
-		c.g.log.Warn("closing slow client: send queue full", "client_id", c.id, "queue", cap(c.out))
-		c.cancel()
-		_ = c.ws.CloseNow()
+	n := int64(len(f.data))
+	if c.queued.Add(n) <= c.g.cfg.SendQueueBytes || f.close {
+		select {
+		case c.out <- f:
+			return true
+		default:
+		}
+	}
+	c.queued.Add(-n)
+	if c.slow.Swap(true) {
 		return false
 	}
+	c.g.log.Warn("closing slow client: send queue full", "client_id", c.id,
+		"frames", len(c.out), "bytes", c.queued.Load())
+	c.urgent <- frame{close: true, status: websocket.StatusTryAgainLater, reason: "too slow: send queue full"}
+	// The writer may be stuck in a write the client does not read; then
+	// not even the close frame gets through.
+	time.AfterFunc(slowCloseGrace, c.cut)
+	return false
 }
+
+// slowCloseGrace is how long a slow client's close frame may take before
+// the connection is cut.
+const slowCloseGrace = time.Second
 
 // closeWith queues a close after the frames already queued.
 func (c *conn) closeWith(status websocket.StatusCode, reason string) {
@@ -387,8 +438,7 @@ func (c *conn) rebind(ctx context.Context) (bool, error) {
 // connection, removes its directory entry and reports the close to a worker.
 func (c *conn) finish(err error) {
 	c.finishOnce.Do(func() {
-		c.cancel()
-		_ = c.ws.CloseNow()
+		c.cut()
 		g := c.g
 		g.connsMu.Lock()
 		delete(g.conns, c.id)

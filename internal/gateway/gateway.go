@@ -13,9 +13,11 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,9 +45,35 @@ type Config struct {
 	// zero means 2.
 	PingMisses int
 	// SendQueue is how many frames may wait for one client; zero means 256.
-	// A client whose queue is full is disconnected at once: it is not
-	// reading, so not even a close frame would reach it.
 	SendQueue int
+	// SendQueueBytes bounds the bytes waiting for one client; zero means
+	// 1 MiB. A client whose queue overflows (in frames or bytes) is too
+	// slow: it is closed with 1013, or cut off when not even the close
+	// frame gets through. Its messages stay in the store for catch-up.
+	SendQueueBytes int64
+	// MessageRate is how many frames per second one client may send; zero
+	// means 100, negative disables the limit. A frame over the limit is
+	// dropped and answered with an error frame (code "rate_limited").
+	MessageRate float64
+	// MessageBurst is how many frames a client may send at once beyond the
+	// rate; zero means twice MessageRate.
+	MessageBurst int
+	// RateStrikes is how many frames over the limit a client may send
+	// (refilled at one per second) before it is closed with 1008; zero
+	// means 20.
+	RateStrikes int
+	// MaxConns bounds the gateway's connections (more get HTTP 503); zero
+	// means 100000, negative none.
+	MaxConns int
+	// MaxConnsPerIP bounds the connections from one client IP (more get
+	// HTTP 429); zero means 1000, negative none.
+	MaxConnsPerIP int
+	// TrustedProxies are the load balancers whose X-Forwarded-For names
+	// the client (for the per-IP limit and the events' remote address).
+	TrustedProxies []netip.Prefix
+	// DrainTimeout bounds Close: connections that have not finished their
+	// close handshake by then are cut; zero means 10s.
+	DrainTimeout time.Duration
 	// WriteTimeout bounds one frame write to a client; zero means 10s.
 	WriteTimeout time.Duration
 	// WorkerWait is how long an event waits for a worker when none is
@@ -68,7 +96,8 @@ func (c *Config) fill() error {
 	defaults := []struct {
 		v *time.Duration
 		d time.Duration
-	}{{&c.PingInterval, 25 * time.Second}, {&c.WriteTimeout, 10 * time.Second}, {&c.WorkerWait, 3 * time.Second}, {&c.DirectoryTimeout, 2 * time.Second}}
+	}{{&c.PingInterval, 25 * time.Second}, {&c.WriteTimeout, 10 * time.Second}, {&c.WorkerWait, 3 * time.Second},
+		{&c.DirectoryTimeout, 2 * time.Second}, {&c.DrainTimeout, 10 * time.Second}}
 	for _, x := range defaults {
 		if *x.v == 0 {
 			*x.v = x.d
@@ -83,8 +112,26 @@ func (c *Config) fill() error {
 	if c.SendQueue == 0 {
 		c.SendQueue = 256
 	}
-	if c.ReadLimit < 0 || c.PingMisses < 0 || c.SendQueue < 0 {
-		return errors.New("gateway: read limit, ping misses and send queue must not be negative")
+	if c.SendQueueBytes == 0 {
+		c.SendQueueBytes = 1 << 20
+	}
+	if c.MessageRate == 0 {
+		c.MessageRate = 100
+	}
+	if c.MessageBurst == 0 {
+		c.MessageBurst = max(1, int(2*c.MessageRate))
+	}
+	if c.RateStrikes == 0 {
+		c.RateStrikes = 20
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 100000
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = 1000
+	}
+	if c.ReadLimit < 0 || c.PingMisses < 0 || c.SendQueue < 0 || c.SendQueueBytes < 0 || c.MessageBurst < 0 || c.RateStrikes < 0 {
+		return errors.New("gateway: read limit, ping misses, send queue, burst and strikes must not be negative")
 	}
 	return nil
 }
@@ -101,6 +148,9 @@ type Gateway struct {
 	cancel context.CancelFunc
 	seq    atomic.Uint64
 	wg     sync.WaitGroup // connection goroutines
+	admit  admission
+	// rateLimited is the error frame a frame over the rate limit gets.
+	rateLimited []byte
 
 	connsMu sync.RWMutex
 	conns   map[string]*conn
@@ -124,9 +174,14 @@ func New(cfg Config, dir directory.Directory, log *slog.Logger) (*Gateway, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	rateLimited, _ := json.Marshal(map[string]string{
+		"type": "error", "code": "rate_limited",
+		"message": fmt.Sprintf("too many messages: at most %g per second; this one was dropped", cfg.MessageRate),
+	})
 	return &Gateway{
+		rateLimited: rateLimited,
 		cfg: cfg, dir: dir, log: log.With("gateway_id", cfg.ID),
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, admit: admission{max: cfg.MaxConns, perIP: cfg.MaxConnsPerIP},
 		conns: make(map[string]*conn), links: make(map[*link]struct{}), linkAdded: make(chan struct{}),
 	}, nil
 }
@@ -134,9 +189,9 @@ func New(cfg Config, dir directory.Directory, log *slog.Logger) (*Gateway, error
 // ID returns the gateway's id, the prefix of its client_ids.
 func (g *Gateway) ID() string { return g.cfg.ID }
 
-// Close closes every client connection with status and reason, stops
-// accepting new ones and waits for the connections' goroutines. It is
-// idempotent.
+// Close stops accepting connections, closes every client connection with
+// status and reason and waits for the connections' goroutines; connections
+// still open after Config.DrainTimeout are cut. It is idempotent.
 func (g *Gateway) Close(status websocket.StatusCode, reason string) {
 	g.closeOnce.Do(func() {
 		g.acceptingMu.Lock()
@@ -149,7 +204,20 @@ func (g *Gateway) Close(status websocket.StatusCode, reason string) {
 			c.enqueue(g.closeFrame)
 		}
 		g.connsMu.RUnlock()
-		g.wg.Wait()
+		done := make(chan struct{})
+		go func() { g.wg.Wait(); close(done) }()
+		t := time.NewTimer(g.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			left := g.snapshot()
+			g.log.Warn("drain timeout: cutting connections", "connections", len(left), "timeout", g.cfg.DrainTimeout)
+			for _, c := range left {
+				c.cut()
+			}
+			<-done
+		}
 		g.cancel()
 	})
 }

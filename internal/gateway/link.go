@@ -301,8 +301,7 @@ func (g *Gateway) execute(ctx context.Context, cmd *linkv1.Command) *linkv1.Comm
 			return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, "client not connected")
 		}
 		if cl.GetDestroy() {
-			c.cancel()
-			_ = c.ws.CloseNow()
+			c.cut()
 			return ok()
 		}
 		if len(cl.GetData()) > 0 {

@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"golang.org/x/time/rate"
+)
+
+// admission counts open connections, in all and per client IP, and refuses
+// those above the limits.
+type admission struct {
+	max, perIP int // non-positive: no limit
+
+	mu    sync.Mutex
+	total int
+	byIP  map[netip.Addr]int
+}
+
+// admitError is a refused connection: the HTTP status and the reason.
+type admitError struct {
+	status int
+	reason string
+}
+
+func (e *admitError) Error() string { return e.reason }
+
+// admit counts a new connection from ip, or refuses it.
+func (a *admission) admit(ip netip.Addr) *admitError {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.max > 0 && a.total >= a.max {
+		return &admitError{http.StatusServiceUnavailable, fmt.Sprintf("gateway full: %d connections (-max-conns)", a.max)}
+	}
+	if a.perIP > 0 && a.byIP[ip] >= a.perIP {
+		return &admitError{http.StatusTooManyRequests, fmt.Sprintf("too many connections from %s: at most %d (-max-conns-per-ip)", ip, a.perIP)}
+	}
+	a.total++
+	if a.byIP == nil {
+		a.byIP = make(map[netip.Addr]int)
+	}
+	a.byIP[ip]++
+	return nil
+}
+
+// release forgets a connection from ip that admit counted.
+func (a *admission) release(ip netip.Addr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.total--
+	if a.byIP[ip]--; a.byIP[ip] <= 0 {
+		delete(a.byIP, ip)
+	}
+}
+
+// clientAddr returns the client's address: the TCP peer, or, when the peer
+// is a trusted proxy, the right-most address in X-Forwarded-For that is not
+// one (reported with port 0: the header carries none).
+func clientAddr(r *http.Request, trusted []netip.Prefix) netip.AddrPort {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	if !isTrusted(peer.Addr(), trusted) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a malformed hop: trust nothing to its left
+		}
+		if ip = ip.Unmap(); !isTrusted(ip, trusted) {
+			return netip.AddrPortFrom(ip, 0)
+		}
+	}
+	return peer
+}
+
+func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParsePrefixes parses comma-separated CIDR prefixes or bare addresses
+// (e.g. "127.0.0.1,10.0.0.0/8") for Config.TrustedProxies.
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if !strings.Contains(s, "/") {
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("trusted proxy %q: %w", s, err)
+			}
+			out = append(out, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: %w", s, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// hostPort formats a client address as host:port for events.
+func hostPort(a netip.AddrPort, fallback string) string {
+	if !a.IsValid() {
+		return fallback
+	}
+	return net.JoinHostPort(a.Addr().String(), fmt.Sprint(a.Port()))
+}
+
+// throttle limits the frames one client may send: rate per second with a
+// burst. A frame over the limit is refused with an error frame; a client
+// that keeps sending over the limit uses up its strikes (refilled at one
+// per second) and is closed with 1008.
+type throttle struct {
+	frames  *rate.Limiter
+	strikes *rate.Limiter
+}
+
+// newThrottle returns nil (no limit) when perSecond is not positive.
+func newThrottle(perSecond float64, burst, strikes int) *throttle {
+	if perSecond <= 0 {
+		return nil
+	}
+	return &throttle{frames: rate.NewLimiter(rate.Limit(perSecond), burst), strikes: rate.NewLimiter(1, strikes)}
+}
+
+// verdict is what to do with one frame.
+type verdict int
+
+const (
+	admitFrame verdict = iota
+	refuseFrame
+	closeAbuser
+)
+
+func (t *throttle) check() verdict {
+	if t == nil || t.frames.Allow() {
+		return admitFrame
+	}
+	if t.strikes.Allow() {
+		return refuseFrame
+	}
+	return closeAbuser
+}
