@@ -180,7 +180,7 @@ func New(cfg Config, dir directory.Directory, log *slog.Logger) (*Gateway, error
 	})
 	return &Gateway{
 		rateLimited: rateLimited,
-		cfg: cfg, dir: dir, log: log.With("gateway_id", cfg.ID),
+		cfg:         cfg, dir: dir, log: log.With("gateway_id", cfg.ID),
 		ctx: ctx, cancel: cancel, admit: admission{max: cfg.MaxConns, perIP: cfg.MaxConnsPerIP},
 		conns: make(map[string]*conn), links: make(map[*link]struct{}), linkAdded: make(chan struct{}),
 	}, nil

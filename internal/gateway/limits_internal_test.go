@@ -65,4 +65,3 @@ func TestAdmission(t *testing.T) {
 		}
 	}
 }
-
