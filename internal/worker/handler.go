@@ -19,7 +19,10 @@ type Handler interface {
 	OnWebSocketConnect(ctx context.Context, c *Client, r *Request)
 	// OnMessage runs for every frame the client sends.
 	OnMessage(ctx context.Context, c *Client, m Message)
-	// OnClose runs when the connection is gone; c.UID is the uid it had.
+	// OnClose runs when the connection is gone; c.UID is the uid it had,
+	// c.CloseCode how it ended, and c.GatewayLost says whether the
+	// gateway died (the worker then reports the close, once the register
+	// dropped the gateway).
 	OnClose(ctx context.Context, c *Client)
 }
 
@@ -39,6 +42,12 @@ type Client struct {
 	// when the event happened; change it with API.SetSession or
 	// API.UpdateSession.
 	Session json.RawMessage
+	// CloseCode is, in OnClose, the connection's WebSocket close status
+	// (1006 when it dropped without a close handshake).
+	CloseCode int
+	// GatewayLost is set in OnClose when the connection's gateway died: the
+	// worker reports the close, since the gateway cannot.
+	GatewayLost bool
 }
 
 // Request is the WebSocket handshake request of a connection.

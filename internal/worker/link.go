@@ -35,6 +35,13 @@ type gatewayLink struct {
 	drained   chan struct{} // closed when the gateway answered drained
 	drainOnce sync.Once
 
+	clients clientMemos   // the clients whose events came here
+	ended   chan struct{} // closed when run returned
+
+	stateMu  sync.Mutex
+	retiring bool          // the register dropped the gateway
+	changed  chan struct{} // closed and replaced when retiring changes
+
 	mu      sync.Mutex
 	nextID  uint64
 	pending map[uint64]chan *linkv1.CommandResult
@@ -46,6 +53,37 @@ func newGatewayLink(w *Worker, gw *registerv1.Gateway) *gatewayLink {
 		w: w, gatewayID: gw.GetId(), address: gw.GetLinkAddress(), public: gw.GetPublicAddress(),
 		cmds: make(chan *linkv1.Command, 4*maxBatch), pending: make(map[uint64]chan *linkv1.CommandResult),
 		leaving: make(chan struct{}), drained: make(chan struct{}),
+		ended: make(chan struct{}), changed: make(chan struct{}),
+	}
+}
+
+// setRetiring marks the link as one to a gateway the register dropped (it
+// ends with its stream instead of reconnecting), or no longer.
+func (l *gatewayLink) setRetiring(r bool) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	if l.retiring != r {
+		l.retiring = r
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+}
+
+// retireState returns whether the link is retiring and a channel closed
+// when that changes.
+func (l *gatewayLink) retireState() (bool, <-chan struct{}) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return l.retiring, l.changed
+}
+
+// hasEnded reports whether run returned.
+func (l *gatewayLink) hasEnded() bool {
+	select {
+	case <-l.ended:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -75,8 +113,10 @@ func (l *gatewayLink) stop() {
 	}
 }
 
-// run keeps a stream open to the gateway until stopped or ctx ends.
+// run keeps a stream open to the gateway until stopped, ctx ends or, once
+// retired, the stream ends.
 func (l *gatewayLink) run(ctx context.Context) {
+	defer close(l.ended)
 	ctx, cancel := context.WithCancel(ctx)
 	l.mu.Lock()
 	l.cancel = cancel
@@ -89,24 +129,31 @@ func (l *gatewayLink) run(ctx context.Context) {
 		return
 	}
 	defer cc.Close()
-	for ctx.Err() == nil {
-		err := l.session(ctx, cc)
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		err := l.session(ctx, cc, attempt > 0)
 		l.failPending()
 		if ctx.Err() != nil {
+			return
+		}
+		retiring, changed := l.retireState()
+		if retiring {
+			log.Info("link to departed gateway ended", "err", err)
 			return
 		}
 		log.Warn("link to gateway broke; reconnecting", "err", err)
 		t := time.NewTimer(reconnectDelay)
 		select {
 		case <-ctx.Done():
+		case <-changed: // retiring now: the loop ends above next time
 		case <-t.C:
 		}
 		t.Stop()
 	}
 }
 
-// session runs one stream until it fails.
-func (l *gatewayLink) session(ctx context.Context, cc *grpc.ClientConn) error {
+// session runs one stream until it fails; a reconnect first forgets the
+// remembered clients that closed meanwhile.
+func (l *gatewayLink) session(ctx context.Context, cc *grpc.ClientConn, reconnect bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := linkv1.NewLinkServiceClient(cc).Connect(ctx, grpc.WaitForReady(false))
@@ -136,6 +183,9 @@ func (l *gatewayLink) session(ctx context.Context, cc *grpc.ClientConn) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- l.writeLoop(ctx, stream) }()
+	if reconnect {
+		go l.prune(ctx)
+	}
 	err = l.readLoop(ctx, stream)
 	cancel()
 	<-errc
@@ -163,6 +213,7 @@ func (l *gatewayLink) readLoop(ctx context.Context, stream linkv1.LinkService_Co
 			}
 		}
 		for _, ev := range resp.GetEvents() {
+			l.clients.note(ev)
 			if !l.w.deliver(ctx, laneEvent{ev: ev, gatewayAddress: l.public}) {
 				return errors.New("worker stopped taking events")
 			}

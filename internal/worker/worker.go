@@ -59,6 +59,7 @@ type Worker struct {
 	mu       sync.RWMutex
 	live     map[string]*registerv1.Gateway // by gateway id, as the register says
 	links    map[string]*gatewayLink        // by gateway id, one per live gateway while Run runs
+	retiring map[string]*gatewayLink        // by gateway id: links to dropped gateways, until their stream ends
 	linkCtx  context.Context                // ends after in-flight events are handled
 	stopping bool                           // Run is shutting down: no new links
 	lanes    []chan laneEvent
@@ -77,7 +78,7 @@ func New(cfg Config, dir directory.Directory, log *slog.Logger) *Worker {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{cfg: cfg, log: log.With("worker_id", cfg.ID), seed: maphash.MakeSeed(),
-		live: make(map[string]*registerv1.Gateway), links: make(map[string]*gatewayLink)}
+		live: make(map[string]*registerv1.Gateway), links: make(map[string]*gatewayLink), retiring: make(map[string]*gatewayLink)}
 	w.dir = directory.Live(dir, w.isLive)
 	return w
 }
@@ -88,6 +89,11 @@ func (w *Worker) API() API { return (*api)(w) }
 func (w *Worker) isLive(gatewayID string) bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
+	return w.isLiveLocked(gatewayID)
+}
+
+// isLiveLocked is isLive with w.mu held.
+func (w *Worker) isLiveLocked(gatewayID string) bool {
 	_, ok := w.live[gatewayID]
 	return ok
 }
@@ -105,25 +111,55 @@ func (w *Worker) SetGateways(gws []*registerv1.Gateway) {
 	w.syncLinksLocked()
 }
 
-// syncLinksLocked starts and stops links to match w.live; w.mu is held.
+// syncLinksLocked starts and retires links to match w.live; w.mu is held.
 func (w *Worker) syncLinksLocked() {
 	if w.linkCtx == nil || w.stopping {
 		return
 	}
 	for id, l := range w.links {
 		if gw, ok := w.live[id]; !ok || gw.GetLinkAddress() != l.address {
-			l.stop()
 			delete(w.links, id)
+			if old := w.retiring[id]; old != nil {
+				old.stop() // a third generation: the oldest goes at once
+			}
+			w.retiring[id] = l
+			l.setRetiring(true)
+			w.wg.Add(1)
+			go func() { defer w.wg.Done(); w.retire(l) }()
 		}
 	}
 	for id, gw := range w.live {
 		if _, ok := w.links[id]; ok {
 			continue
 		}
-		l := newGatewayLink(w, gw)
-		w.links[id] = l
-		w.wg.Add(1)
-		go func() { defer w.wg.Done(); l.run(w.linkCtx) }()
+		if l := w.retiring[id]; l != nil && l.address == gw.GetLinkAddress() && !l.hasEnded() {
+			delete(w.retiring, id)
+			w.links[id] = l
+			l.setRetiring(false)
+			continue
+		}
+		w.startLinkLocked(gw, nil)
+	}
+}
+
+// startLinkLocked opens a link to gw that remembers the clients of from
+// (a link it replaces), if any; w.mu is held.
+func (w *Worker) startLinkLocked(gw *registerv1.Gateway, from *gatewayLink) {
+	l := newGatewayLink(w, gw)
+	if from != nil {
+		l.clients.merge(from.clients.take())
+	}
+	w.links[gw.GetId()] = l
+	w.wg.Add(1)
+	go func() { defer w.wg.Done(); l.run(w.linkCtx) }()
+}
+
+// replaceLinkLocked replaces the ended link l, which is in w.links, by a
+// new one to the same gateway; w.mu is held.
+func (w *Worker) replaceLinkLocked(l *gatewayLink) {
+	delete(w.links, l.gatewayID)
+	if gw, ok := w.live[l.gatewayID]; ok && !w.stopping {
+		w.startLinkLocked(gw, l)
 	}
 }
 
@@ -196,6 +232,10 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 		l.stop()
 		delete(w.links, id)
 	}
+	for id, l := range w.retiring {
+		l.stop()
+		delete(w.retiring, id)
+	}
 	w.mu.Unlock()
 	stopLinks()
 	w.wg.Wait()
@@ -230,6 +270,9 @@ func (w *Worker) linkTo(gatewayID string) (*gatewayLink, error) {
 type laneEvent struct {
 	ev             *linkv1.Event
 	gatewayAddress string
+	// gatewayLost marks the close the worker reports for a client of a
+	// gateway that died.
+	gatewayLost bool
 }
 
 // deliver queues an event on its client's lane, waiting while it is full.
@@ -283,6 +326,7 @@ func (w *Worker) handle(le laneEvent) {
 	case *linkv1.Event_Message:
 		w.handler.OnMessage(ctx, c, Message{Data: k.Message.GetData(), Binary: k.Message.GetBinary()})
 	case *linkv1.Event_Closed:
+		c.CloseCode, c.GatewayLost = int(k.Closed.GetCode()), le.gatewayLost
 		w.handler.OnClose(ctx, c)
 	}
 }
