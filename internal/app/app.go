@@ -16,7 +16,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -41,12 +40,27 @@ func newGRPCServer(token string, extra ...grpc.ServerOption) (*grpc.Server, *hea
 }
 
 // dialOptions returns the options processes use to call each other.
-func dialOptions(secret string) []grpc.DialOption {
+func dialOptions(secret string, t TLSConfig) ([]grpc.DialOption, error) {
+	creds, err := t.transport()
+	if err != nil {
+		return nil, err
+	}
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(bearer.Credentials(secret)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+	}, nil
+}
+
+// innerServer returns the gRPC server of an inner link: it requires the
+// shared secret and, with t, a client certificate.
+func innerServer(secret string, t TLSConfig) (*grpc.Server, error) {
+	opts, err := t.serverOptions()
+	if err != nil {
+		return nil, err
 	}
+	gs, _ := newGRPCServer(secret, opts...)
+	return gs, nil
 }
 
 // serveGRPC serves s on lis until ctx ends, then stops it gracefully (and

@@ -55,8 +55,12 @@ func LogFlags(fs *flag.FlagSet) func() (*slog.Logger, error) {
 }
 
 // clusterFlags registers the flags every cluster process has.
-func clusterFlags(fs *flag.FlagSet, secret *string, registers *[]string) {
+func clusterFlags(fs *flag.FlagSet, secret *string, t *TLSConfig, registers *[]string) {
 	fs.StringVar(secret, "secret", "", "shared secret of the cluster's inner links (required)")
+	fs.StringVar(&t.Cert, "tls-cert", "", "PEM certificate this process presents on inner links (mutual TLS, with -tls-key and -tls-ca)")
+	fs.StringVar(&t.Key, "tls-key", "", "PEM private key of -tls-cert")
+	fs.StringVar(&t.CA, "tls-ca", "", "PEM CA bundle that signs every cluster process's certificate")
+	fs.StringVar(&t.ServerName, "tls-server-name", "", "name inner-link server certificates must carry ('' accepts any the CA signed)")
 	if registers != nil {
 		*registers = []string{"127.0.0.1:1236"}
 		fs.Var(listFlag{registers}, "register", "register replica addresses, comma-separated")
@@ -72,7 +76,7 @@ func redisFlags(fs *flag.FlagSet, r *RedisConfig) {
 func RegisterFlags(fs *flag.FlagSet, cfg *RegisterConfig) {
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:1236", "gRPC listen address")
 	fs.DurationVar(&cfg.Lease, "lease", 0, "gateway lease; a gateway silent this long is dropped and its entries purged (0 = 5s)")
-	clusterFlags(fs, &cfg.Secret, nil)
+	clusterFlags(fs, &cfg.Secret, &cfg.TLS, nil)
 	redisFlags(fs, &cfg.Redis)
 }
 
@@ -102,7 +106,7 @@ func GatewayFlags(fs *flag.FlagSet, cfg *GatewayConfig) {
 	gatewayClientFlags(fs, cfg)
 	fs.StringVar(&cfg.LinkAddr, "link-addr", "127.0.0.1:2000", "gRPC listen address for workers")
 	fs.StringVar(&cfg.LinkAdvertise, "link-advertise", "", "address workers dial to reach -link-addr (default: the address bound)")
-	clusterFlags(fs, &cfg.Secret, &cfg.Registers)
+	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)
 }
 
@@ -126,7 +130,7 @@ func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
 	fs.StringVar(&cfg.Store, "store", "", "message store: postgres://user@host/db or sqlite:<path> (required)")
 	fs.BoolVar(&cfg.DemoUsers, "demo-users", false, "load the seed's five demo users (85-89) into the store at start")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "chat page HTTP listen address ('' disables it)")
-	clusterFlags(fs, &cfg.Secret, &cfg.Registers)
+	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)
 }
 

@@ -35,6 +35,8 @@ type GatewayConfig struct {
 	Registers []string
 	// Secret is the cluster's shared secret; required.
 	Secret string
+	// TLS is the inner links' optional mutual TLS.
+	TLS TLSConfig
 	// Redis holds the directory (RunGateway only).
 	Redis RedisConfig
 	// TrustedProxies lists the load balancers (IPs or CIDRs) whose
@@ -107,7 +109,19 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 		linkLis.Close()
 		return err
 	}
-	reg, err := register.NewClient(cfg.Registers, log, dialOptions(cfg.Secret)...)
+	dial, err := dialOptions(cfg.Secret, cfg.TLS)
+	if err != nil {
+		wsLis.Close()
+		linkLis.Close()
+		return fmt.Errorf("gateway: %w", err)
+	}
+	gs, err := innerServer(cfg.Secret, cfg.TLS)
+	if err != nil {
+		wsLis.Close()
+		linkLis.Close()
+		return fmt.Errorf("gateway: %w", err)
+	}
+	reg, err := register.NewClient(cfg.Registers, log, dial...)
 	if err != nil {
 		wsLis.Close()
 		linkLis.Close()
@@ -115,7 +129,6 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 	}
 	defer reg.Close()
 
-	gs, _ := newGRPCServer(cfg.Secret)
 	linkv1.RegisterLinkServiceServer(gs, gw)
 	var handler http.Handler = gw
 	if cfg.Web != nil {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -24,6 +25,8 @@ type RegisterConfig struct {
 	Redis RedisConfig
 	// Lease is a gateway's lease; zero means 5s.
 	Lease time.Duration
+	// TLS is the inner links' optional mutual TLS.
+	TLS TLSConfig
 }
 
 // RunRegister runs a register backed by Redis until ctx ends.
@@ -59,7 +62,11 @@ func serveRegister(ctx context.Context, lis net.Listener, cfg RegisterConfig, ta
 		lis.Close()
 		return err
 	}
-	gs, _ := newGRPCServer(cfg.Secret)
+	gs, err := innerServer(cfg.Secret, cfg.TLS)
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("register: %w", err)
+	}
 	registerv1.RegisterRegisterServiceServer(gs, srv)
 	log.Info("register listening", "addr", lis.Addr().String())
 	g, ctx := errgroup.WithContext(ctx)

@@ -29,6 +29,8 @@ type WorkerConfig struct {
 	Registers []string
 	// Secret is the cluster's shared secret; required.
 	Secret string
+	// TLS is the inner links' optional mutual TLS.
+	TLS TLSConfig
 	// Redis holds the directory (RunWorker only).
 	Redis RedisConfig
 	// PushAddr is the Push API's listen address; empty disables it.
@@ -145,11 +147,15 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 	if err != nil {
 		return err
 	}
-	cfg.DialOptions = append(cfg.DialOptions, dialOptions(cfg.Secret)...)
+	dial, err := dialOptions(cfg.Secret, cfg.TLS)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	cfg.DialOptions = append(cfg.DialOptions, dial...)
 	w := worker.New(cfg.Config, dir, log)
 	h := chat.New(chat.Config{Tokens: tokens, InsecureBind: cfg.InsecureBind}, w.API(), st, log)
 	defer h.Close() // after w.Run returned: no event is in flight
-	reg, err := register.NewClient(cfg.Registers, log, dialOptions(cfg.Secret)...)
+	reg, err := register.NewClient(cfg.Registers, log, dial...)
 	if err != nil {
 		return err
 	}
