@@ -340,7 +340,7 @@ func startAllInOne(t *testing.T) *allInOne {
 		addr := testsvc.FreeAddr(t)
 		a.pageURL = "http://" + addr + "/"
 		a.proc = launch(t, "allinone", "allinone", filepath.Join(dir, fmt.Sprintf("allinone.%d.log", attempt)), []string{
-			"-ws-addr", addr, "-demo", "-store", "sqlite:" + filepath.Join(dir, "chat.db"), "-log-level", "debug",
+			"-ws-addr", addr, "-demo", "-metrics-addr", "127.0.0.1:0", "-store", "sqlite:" + filepath.Join(dir, "chat.db"), "-log-level", "debug",
 		})
 		err := a.waitLog(startTimeout, "a gateway with its worker linked", func(log string) bool {
 			return strings.Contains(log, `msg="gateway listening"`) && len(linkedWorkers(log)) == 1

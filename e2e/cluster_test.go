@@ -321,7 +321,7 @@ func (c *cluster) launch() {
 		}
 		return testsvc.FreeAddr(t)
 	}
-	common := []string{"-secret", c.secret, "-redis", c.redis, "-redis-prefix", c.prefix, "-log-level", "debug"}
+	common := []string{"-secret", c.secret, "-redis", c.redis, "-redis-prefix", c.prefix, "-log-level", "debug", "-metrics-addr", "127.0.0.1:0"}
 	c.register = c.start("register", "register", `msg="register listening"`, func(attempt int) []string {
 		c.regAddr = addr(c.regAddr, attempt)
 		return append([]string{"-addr", c.regAddr, "-lease", lease.String()}, common...)

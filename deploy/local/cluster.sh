@@ -2,9 +2,13 @@
 # A local multi-process gatewire cluster on loopback:
 #   Redis, PostgreSQL (127.0.0.1:5439), 1 register,
 #   2 gateways (WebSocket on 127.0.0.1:8282 and :8283),
-#   2 workers (chat page on http://127.0.0.1:8080 and :8081, connecting to
-#   gateway 1 and 2; Push API on 127.0.0.1:2100 and :2101, as HTTP/JSON on
-#   127.0.0.1:2180 and :2181).
+#   2 workers (chat page on http://127.0.0.1:8080 and :8081; Push API on
+#   127.0.0.1:2100 and :2101, as HTTP/JSON on 127.0.0.1:2180 and :2181),
+#   nginx in front of them on ONE public port, 127.0.0.1:8000: WebSocket
+#   handshakes (ws://127.0.0.1:8000/) go to the gateways (fewest connections
+#   first), everything else to the workers' chat page
+#   (http://127.0.0.1:8000/?from=85&to=86). Clients connect only to it; the
+#   chat pages connect there too.
 #
 # Usage: deploy/local/cluster.sh up|down|status
 #
@@ -17,12 +21,18 @@
 # /usr/lib/postgresql/15/bin), listening on 127.0.0.1:5439 only (no Unix
 # socket, trust authentication); as root it runs as the system user
 # "postgres". Its data survives `down` and `up`; remove the state directory
-# to start afresh. `down` stops exactly the PIDs that `up` started.
+# to start afresh. nginx is Debian's package (apt-get install -y nginx;
+# $NGINX_BIN, default /usr/sbin/nginx) running deploy/nginx/gatewire.conf
+# with its upstreams pointed at the local processes; its configuration, pid
+# file, logs and temp directories are in $GATEWIRE_CLUSTER_DIR/nginx. `down`
+# stops exactly the PIDs that `up` started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${GATEWIRE_CLUSTER_DIR:-/tmp/gatewire-cluster}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 pg_port=5439
+nginx_bin=${NGINX_BIN:-/usr/sbin/nginx}
+public=127.0.0.1:8000 # nginx: the one address clients use
 
 start() { # name command...
 	local name=$1; shift
@@ -78,6 +88,48 @@ start_postgres() {
 	return 1
 }
 
+# start_nginx writes nginx's configuration under $dir/nginx and starts it
+# in front of the gateways and the workers' chat pages. The site
+# configuration is deploy/nginx/gatewire.conf itself, with the compose
+# service names of its upstreams replaced by the local addresses and its
+# listen port by $public.
+start_nginx() {
+	local n=$dir/nginx
+	mkdir -p "$n"
+	sed -e 's/server gateway-1:8282 /server 127.0.0.1:8282 /' \
+		-e 's/server gateway-2:8282 /server 127.0.0.1:8283 /' \
+		-e 's/server worker-1:8080 /server 127.0.0.1:8080 /' \
+		-e 's/server worker-2:8080 /server 127.0.0.1:8081 /' \
+		-e "s/^\( *\)listen 80;/\1listen $public;/" \
+		"$root/deploy/nginx/gatewire.conf" >"$n/gatewire.conf"
+	local want
+	for want in "server 127.0.0.1:8282 " "server 127.0.0.1:8283 " "server 127.0.0.1:8080 " "server 127.0.0.1:8081 " "listen $public;"; do
+		grep -qF "$want" "$n/gatewire.conf" ||
+			{ echo "deploy/nginx/gatewire.conf changed: cannot make '$want' of it" >&2; return 1; }
+	done
+	# One process (no master/worker pair), in the foreground: the PID
+	# recorded is all there is to stop.
+	cat >"$n/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+pid $n/nginx.pid;
+error_log $n/error.log info;
+events { worker_connections 4096; }
+http {
+    access_log $n/access.log;
+    client_body_temp_path $n/client_body;
+    proxy_temp_path $n/proxy;
+    fastcgi_temp_path $n/fastcgi;
+    uwsgi_temp_path $n/uwsgi;
+    scgi_temp_path $n/scgi;
+    include $n/gatewire.conf;
+}
+NGINX
+	"$nginx_bin" -t -q -p "$n/" -c "$n/nginx.conf" -e "$n/error.log" ||
+		{ echo "nginx rejects $n/nginx.conf; see $n/error.log" >&2; return 1; }
+	start nginx "$nginx_bin" -p "$n/" -c "$n/nginx.conf" -e "$n/error.log"
+}
+
 # alive reports whether process $1 runs: it exists and is not a zombie
 # waiting for its (re)parent to reap it.
 alive() {
@@ -101,6 +153,10 @@ up() {
 		echo "a cluster is already up in $dir (run: $0 down)" >&2
 		exit 1
 	fi
+	if [ ! -x "$nginx_bin" ]; then
+		echo "no nginx at $nginx_bin (apt-get install -y nginx, or set NGINX_BIN)" >&2
+		exit 1
+	fi
 	mkdir -p "$dir/bin"
 	echo "building into $dir/bin"
 	(cd "$root" && go build -o "$dir/bin/" ./cmd/register ./cmd/gateway ./cmd/worker)
@@ -122,40 +178,45 @@ up() {
 		store="postgres://postgres@127.0.0.1:$pg_port/gatewire?sslmode=disable"
 	fi
 	export GATEWIRE_STORE=$store # env, not argv: a password stays out of ps
-	start register "$dir/bin/register" -addr 127.0.0.1:1236
+	start register "$dir/bin/register" -addr 127.0.0.1:1236 -metrics-addr 127.0.0.1:9236
 	wait_port 127.0.0.1:1236
 	local origins=127.0.0.1:8080,127.0.0.1:8081 # the workers' chat pages
-	start gateway1 "$dir/bin/gateway" -ws-addr 127.0.0.1:8282 -link-addr 127.0.0.1:2000 -register 127.0.0.1:1236 -origins "$origins"
-	start gateway2 "$dir/bin/gateway" -ws-addr 127.0.0.1:8283 -link-addr 127.0.0.1:2001 -register 127.0.0.1:1236 -origins "$origins"
-	# Both load the demo users: the upsert is idempotent.
-	start worker1 "$dir/bin/worker" -push-addr 127.0.0.1:2100 -push-http-addr 127.0.0.1:2180 -register 127.0.0.1:1236 -insecure-bind -demo-users \
-		-http-addr 127.0.0.1:8080 -ws-url ws://127.0.0.1:8282/
-	start worker2 "$dir/bin/worker" -push-addr 127.0.0.1:2101 -push-http-addr 127.0.0.1:2181 -register 127.0.0.1:1236 -insecure-bind -demo-users \
-		-http-addr 127.0.0.1:8081 -ws-url ws://127.0.0.1:8283/
+	start gateway1 "$dir/bin/gateway" -ws-addr 127.0.0.1:8282 -link-addr 127.0.0.1:2000 -metrics-addr 127.0.0.1:9282 -register 127.0.0.1:1236 -origins "$origins"
+	start gateway2 "$dir/bin/gateway" -ws-addr 127.0.0.1:8283 -link-addr 127.0.0.1:2001 -metrics-addr 127.0.0.1:9284 -register 127.0.0.1:1236 -origins "$origins"
+	# Both load the demo users: the upsert is idempotent. Their chat pages
+	# connect through nginx, like every client.
+	start worker1 "$dir/bin/worker" -push-addr 127.0.0.1:2100 -push-http-addr 127.0.0.1:2180 -metrics-addr 127.0.0.1:9283 -register 127.0.0.1:1236 -insecure-bind -demo-users \
+		-http-addr 127.0.0.1:8080 -ws-url "ws://$public/"
+	start worker2 "$dir/bin/worker" -push-addr 127.0.0.1:2101 -push-http-addr 127.0.0.1:2181 -metrics-addr 127.0.0.1:9285 -register 127.0.0.1:1236 -insecure-bind -demo-users \
+		-http-addr 127.0.0.1:8081 -ws-url "ws://$public/"
 	for a in 127.0.0.1:8282 127.0.0.1:8283 127.0.0.1:2100 127.0.0.1:2101 127.0.0.1:8080 127.0.0.1:8081; do
 		wait_port "$a" || { down; exit 1; }
 	done
+	start_nginx || { down; exit 1; }
+	wait_port "$public" || { down; exit 1; }
 	local pg_shown="PostgreSQL 127.0.0.1:$pg_port (database gatewire, data in $dir/pg/data)"
 	[ -z "${PG_DSN:-}" ] || pg_shown="PostgreSQL from PG_DSN"
 	cat <<EOT
 up: Redis $redis, $pg_shown,
     register 127.0.0.1:1236,
-    gateways ws://127.0.0.1:8282 and ws://127.0.0.1:8283,
+    gateways 127.0.0.1:8282 and 127.0.0.1:8283 (clients go through nginx),
     workers' Push API 127.0.0.1:2100 and 127.0.0.1:2101 (HTTP/JSON :2180 and :2181)
     (bearer token in $dir/push-token; inner secret in $dir/secret)
-chat pages (visitor 85 with agent 86, each side on its own worker and gateway):
-    http://127.0.0.1:8080/?from=85&to=86
-    http://127.0.0.1:8081/?from=86&to=85
+public address (nginx; its config and logs in $dir/nginx):
+    http://$public  -  WebSocket ws://$public/, spread over both gateways
+chat pages (visitor 85 with agent 86; the two tabs land on different gateways):
+    http://$public/?from=85&to=86
+    http://$public/?from=86&to=85
 stop with: $0 down
 EOT
 }
 
 down() {
 	local any=0
-	# Workers and gateways first, then PostgreSQL (SIGTERM is its smart
-	# shutdown: it waits for the workers' sessions, which are gone), Redis
-	# last, so nothing logs needless errors.
-	for name in worker1 worker2 gateway1 gateway2 register postgres redis; do
+	# nginx first (no new clients), then workers and gateways, then
+	# PostgreSQL (SIGTERM is its smart shutdown: it waits for the workers'
+	# sessions, which are gone), Redis last, so nothing logs needless errors.
+	for name in nginx worker1 worker2 gateway1 gateway2 register postgres redis; do
 		local f="$dir/$name.pid"
 		[ -e "$f" ] || continue
 		any=1

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/gatewire/gatewire/internal/bearer"
+	"github.com/gatewire/gatewire/internal/metrics"
 )
 
 // stopTimeout bounds a graceful gRPC or HTTP server stop.
@@ -112,6 +114,21 @@ func serveHTTP(ctx context.Context, h http.Handler, lis net.Listener, headerTime
 	return nil
 }
 
+// startMetrics serves /metrics and /healthz on addr in g until ctx ends;
+// an empty addr serves nothing.
+func startMetrics(ctx context.Context, g *errgroup.Group, role, addr string, log *slog.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	lis, err := listen(role+" metrics", addr)
+	if err != nil {
+		return err
+	}
+	log.Info("metrics listening", "addr", "http://"+lis.Addr().String()+"/metrics")
+	g.Go(func() error { return metrics.Serve(ctx, lis) })
+	return nil
+}
+
 // RedisConfig says how to reach Redis.
 type RedisConfig struct {
 	// Addr is "host:port", a comma-separated list of cluster nodes, or a
@@ -133,6 +150,7 @@ func (c RedisConfig) client(ctx context.Context) (redis.UniversalClient, error) 
 	} else {
 		rdb = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(c.Addr, ",")})
 	}
+	rdb.AddHook(redisMetrics{})
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {

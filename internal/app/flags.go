@@ -67,6 +67,10 @@ func clusterFlags(fs *flag.FlagSet, secret *string, t *TLSConfig, registers *[]s
 	}
 }
 
+func metricsFlag(fs *flag.FlagSet, addr *string, def string) {
+	fs.StringVar(addr, "metrics-addr", def, "HTTP listen address of /metrics (Prometheus) and /healthz ('' disables them)")
+}
+
 func redisFlags(fs *flag.FlagSet, r *RedisConfig) {
 	fs.StringVar(&r.Addr, "redis", "127.0.0.1:6379", "Redis: host:port, comma-separated cluster nodes, or a redis:// URL")
 	fs.StringVar(&r.Prefix, "redis-prefix", "gatewire:", "prefix of every Redis key")
@@ -76,6 +80,7 @@ func redisFlags(fs *flag.FlagSet, r *RedisConfig) {
 func RegisterFlags(fs *flag.FlagSet, cfg *RegisterConfig) {
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:1236", "gRPC listen address")
 	fs.DurationVar(&cfg.Lease, "lease", 0, "gateway lease; a gateway silent this long is dropped and its entries purged (0 = 5s)")
+	metricsFlag(fs, &cfg.MetricsAddr, "127.0.0.1:9236")
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, nil)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -106,6 +111,7 @@ func GatewayFlags(fs *flag.FlagSet, cfg *GatewayConfig) {
 	gatewayClientFlags(fs, cfg)
 	fs.StringVar(&cfg.LinkAddr, "link-addr", "127.0.0.1:2000", "gRPC listen address for workers")
 	fs.StringVar(&cfg.LinkAdvertise, "link-advertise", "", "address workers dial to reach -link-addr (default: the address bound)")
+	metricsFlag(fs, &cfg.MetricsAddr, "127.0.0.1:9282")
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -130,6 +136,7 @@ func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
 	fs.StringVar(&cfg.Store, "store", "", "message store: postgres://user@host/db or sqlite:<path> (required)")
 	fs.BoolVar(&cfg.DemoUsers, "demo-users", false, "load the seed's five demo users (85-89) into the store at start")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "chat page HTTP listen address ('' disables it)")
+	metricsFlag(fs, &cfg.MetricsAddr, "127.0.0.1:9283")
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -139,5 +146,6 @@ func AllInOneFlags(fs *flag.FlagSet, cfg *AllInOneConfig) {
 	gatewayClientFlags(fs, &cfg.Gateway)
 	workerChatFlags(fs, &cfg.Worker, "", "")
 	fs.StringVar(&cfg.Worker.Store, "store", "sqlite:gatewire.db", "message store: sqlite:<path> or postgres://user@host/db")
+	metricsFlag(fs, &cfg.Gateway.MetricsAddr, "127.0.0.1:9280")
 	fs.BoolVar(&cfg.Demo, "demo", false, "demo mode: GET /demo/token?uid= hands out a bind token for any uid, and the chat page uses it (never in production)")
 }

@@ -35,6 +35,8 @@ type GatewayConfig struct {
 	Registers []string
 	// Secret is the cluster's shared secret; required.
 	Secret string
+	// MetricsAddr serves /metrics and /healthz; empty disables them.
+	MetricsAddr string
 	// TLS is the inner links' optional mutual TLS.
 	TLS TLSConfig
 	// Redis holds the directory (RunGateway only).
@@ -142,6 +144,16 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 	}
 	log.Info("gateway listening", "gateway_id", gw.ID(), "ws_addr", wsLis.Addr().String(), "link_addr", linkLis.Addr().String(), "link_advertise", advertise)
 
+	// Servers outlive ctx until the clients are closed, so that links still
+	// carry the clients' close events.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	g, gctx := errgroup.WithContext(ctx)
+	if err := startMetrics(serveCtx, g, "gateway", cfg.MetricsAddr, log); err != nil {
+		stopServing()
+		wsLis.Close()
+		linkLis.Close()
+		return err
+	}
 	announceCtx, stopAnnounce := context.WithCancel(context.WithoutCancel(ctx))
 	announced := make(chan struct{})
 	go func() {
@@ -154,10 +166,6 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 			})
 	}()
 
-	// Servers outlive ctx until the clients are closed, so that links still
-	// carry the clients' close events.
-	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
-	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(serveCtx, handler, wsLis, cfg.HandshakeTimeout) })
 	g.Go(func() error { return serveGRPC(serveCtx, gs, linkLis) })
 	g.Go(func() error {

@@ -29,6 +29,8 @@ type WorkerConfig struct {
 	Registers []string
 	// Secret is the cluster's shared secret; required.
 	Secret string
+	// MetricsAddr serves /metrics and /healthz; empty disables them.
+	MetricsAddr string
 	// TLS is the inner links' optional mutual TLS.
 	TLS TLSConfig
 	// Redis holds the directory (RunWorker only).
@@ -94,10 +96,11 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, log *slog.Logger) error {
 // openStore opens the message store at url and loads the demo users if
 // asked to.
 func openStore(ctx context.Context, url string, demoUsers bool, log *slog.Logger) (store.Store, error) {
-	st, err := store.Open(ctx, url)
+	opened, err := store.Open(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("open message store: %w", err)
 	}
+	st := store.WithMetrics(opened)
 	if demoUsers {
 		if err := st.UpsertUsers(ctx, store.DemoUsers()); err != nil {
 			st.Close()
@@ -162,6 +165,9 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 	defer reg.Close()
 
 	g, gctx := errgroup.WithContext(ctx)
+	if err := startMetrics(gctx, g, "worker", cfg.MetricsAddr, log); err != nil {
+		return err
+	}
 	pushServer := push.NewServer(w.API())
 	if cfg.PushHTTPAddr != "" {
 		lis, err := listen("worker push http api", cfg.PushHTTPAddr)

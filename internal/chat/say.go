@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/gatewire/gatewire/internal/metrics"
 	"github.com/gatewire/gatewire/internal/store"
 	"github.com/gatewire/gatewire/internal/worker"
 )
@@ -17,6 +19,20 @@ import (
 // delivered again once it was delivered, and gets the same save. If the
 // store fails the sender gets an error frame naming the cmid and no save.
 func (h *Handler) say(ctx context.Context, c *worker.Client, req request) *frameError {
+	start := time.Now()
+	ferr := h.sayAt(ctx, c, req, start)
+	switch {
+	case ferr == nil:
+	case ferr.code == codeStoreFailed:
+		metrics.Says.WithLabelValues("store_failed").Inc()
+	default:
+		metrics.Says.WithLabelValues("refused").Inc()
+	}
+	return ferr
+}
+
+// sayAt handles a say that arrived at start.
+func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, start time.Time) *frameError {
 	if c.UID == "" {
 		return newFrameError(codeNotBound, "bind this connection to a uid before sending messages")
 	}
@@ -37,6 +53,12 @@ func (h *Handler) say(ctx context.Context, c *worker.Client, req request) *frame
 		return (&frameError{code: codeStoreFailed, message: "the message was not stored; send it again with the same cmid",
 			err: fmt.Errorf("store message from %s to %s: %w", s.frontID, s.toID, err)}).withCMID(s.cmid)
 	}
+	metrics.Since(metrics.SayLatency.WithLabelValues("persisted"), start)
+	if saved.Duplicate {
+		metrics.Says.WithLabelValues("duplicate").Inc()
+	} else {
+		metrics.Says.WithLabelValues("saved").Inc()
+	}
 	m := saved.Message
 	msg := h.messageFrame(typeText, c.ID, m)
 
@@ -55,6 +77,7 @@ func (h *Handler) say(ctx context.Context, c *worker.Client, req request) *frame
 	}
 	if deliver {
 		delivered = h.deliver(ctx, c, msg, m)
+		metrics.Since(metrics.SayLatency.WithLabelValues("delivered"), start)
 	}
 
 	isRead := 0

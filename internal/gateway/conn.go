@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gatewire/gatewire/internal/clientid"
+	"github.com/gatewire/gatewire/internal/metrics"
 	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 )
 
@@ -60,6 +61,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.acceptingMu.RUnlock()
 	if closed {
+		metrics.ConnectionsRefused.WithLabelValues("shutting_down").Inc()
 		http.Error(w, "gateway is shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -67,11 +69,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	remote := clientAddr(r, g.cfg.TrustedProxies)
 	if err := g.admit.admit(remote.Addr()); err != nil {
+		metrics.ConnectionsRefused.WithLabelValues(err.limit).Inc()
 		g.log.Warn("connection refused", "remote", remote, "err", err)
 		http.Error(w, err.reason, err.status)
 		return
 	}
 	defer g.admit.release(remote.Addr())
+	metrics.Connections.Inc()
+	defer metrics.Connections.Dec()
 
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.OriginPatterns})
 	if err != nil {
@@ -141,11 +146,14 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return err
 		}
+		metrics.FramesReceived.Inc()
 		switch c.throttle.check() {
 		case refuseFrame:
+			metrics.RateLimited.WithLabelValues("refused").Inc()
 			c.enqueue(frame{data: c.g.rateLimited})
 			continue
 		case closeAbuser:
+			metrics.RateLimited.WithLabelValues("closed").Inc()
 			c.g.log.Info("closing client over the message rate limit", "client_id", c.id)
 			c.closeWith(websocket.StatusPolicyViolation, "message rate limit exceeded")
 			return c.drain()
@@ -205,6 +213,7 @@ func (c *conn) writeLoop() {
 			c.cut()
 			return
 		}
+		metrics.FramesSent.Inc()
 	}
 }
 
@@ -262,6 +271,7 @@ func (c *conn) enqueue(f frame) bool {
 	if c.slow.Swap(true) {
 		return false
 	}
+	metrics.SlowClientsClosed.Inc()
 	c.g.log.Warn("closing slow client: send queue full", "client_id", c.id,
 		"frames", len(c.out), "bytes", c.queued.Load())
 	c.urgent <- frame{close: true, status: websocket.StatusTryAgainLater, reason: "too slow: send queue full"}

@@ -24,6 +24,7 @@ type admission struct {
 // admitError is a refused connection: the HTTP status and the reason.
 type admitError struct {
 	status int
+	limit  string // the limit's metric label
 	reason string
 }
 
@@ -34,10 +35,10 @@ func (a *admission) admit(ip netip.Addr) *admitError {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.max > 0 && a.total >= a.max {
-		return &admitError{http.StatusServiceUnavailable, fmt.Sprintf("gateway full: %d connections (-max-conns)", a.max)}
+		return &admitError{http.StatusServiceUnavailable, "max_conns", fmt.Sprintf("gateway full: %d connections (-max-conns)", a.max)}
 	}
 	if a.perIP > 0 && a.byIP[ip] >= a.perIP {
-		return &admitError{http.StatusTooManyRequests, fmt.Sprintf("too many connections from %s: at most %d (-max-conns-per-ip)", ip, a.perIP)}
+		return &admitError{http.StatusTooManyRequests, "max_conns_per_ip", fmt.Sprintf("too many connections from %s: at most %d (-max-conns-per-ip)", ip, a.perIP)}
 	}
 	a.total++
 	if a.byIP == nil {

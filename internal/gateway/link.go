@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gatewire/gatewire/internal/metrics"
 	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 )
 
@@ -117,6 +118,7 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, ev *linkv1.Event) bool 
 			c.setWorker(l)
 		}
 		if l.pushEvent(ctx, ev) == nil {
+			metrics.EventsForwarded.Inc()
 			return true
 		}
 	}
@@ -279,6 +281,7 @@ func (it linkItem) addTo(resp *linkv1.ConnectResponse) {
 
 // execute runs one command and returns its result (without id).
 func (g *Gateway) execute(ctx context.Context, cmd *linkv1.Command) *linkv1.CommandResult {
+	metrics.Commands.Inc()
 	switch k := cmd.GetKind().(type) {
 	case *linkv1.Command_Send:
 		s := k.Send

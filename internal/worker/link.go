@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/gatewire/gatewire/internal/metrics"
 	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 	registerv1 "github.com/gatewire/gatewire/proto/gatewire/register/v1"
 )
@@ -174,7 +175,9 @@ func (l *gatewayLink) session(ctx context.Context, cc *grpc.ClientConn, reconnec
 	l.mu.Lock()
 	l.up = up
 	l.mu.Unlock()
+	metrics.WorkerLinks.Inc()
 	defer func() {
+		metrics.WorkerLinks.Dec()
 		l.mu.Lock()
 		l.up = nil
 		l.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatewire/gatewire/internal/clientid"
 	"github.com/gatewire/gatewire/internal/directory"
+	"github.com/gatewire/gatewire/internal/metrics"
 	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 	registerv1 "github.com/gatewire/gatewire/proto/gatewire/register/v1"
 )
@@ -286,6 +287,7 @@ func (w *Worker) deliver(ctx context.Context, ev laneEvent) bool {
 	lane := w.lanes[maphash.String(w.seed, ev.ev.GetClientId())%uint64(len(w.lanes))]
 	select {
 	case lane <- ev:
+		metrics.LaneQueue.Inc()
 		return true
 	case <-ctx.Done():
 		return false
@@ -303,6 +305,7 @@ func (w *Worker) runLane(ch chan laneEvent) {
 // handle runs the handler for one event, recovering from its panics so that
 // one bad event cannot take the worker down.
 func (w *Worker) handle(le laneEvent) {
+	metrics.LaneQueue.Dec()
 	ev := le.ev
 	defer func() {
 		if r := recover(); r != nil {
@@ -321,12 +324,19 @@ func (w *Worker) handle(le laneEvent) {
 		for _, h := range k.Connected.GetHeaders() {
 			r.Header[h.GetName()] = h.GetValues()
 		}
+		metrics.WorkerEvents.WithLabelValues("connect").Inc()
 		w.handler.OnConnect(ctx, c)
 		w.handler.OnWebSocketConnect(ctx, c, r)
 	case *linkv1.Event_Message:
+		metrics.WorkerEvents.WithLabelValues("message").Inc()
 		w.handler.OnMessage(ctx, c, Message{Data: k.Message.GetData(), Binary: k.Message.GetBinary()})
 	case *linkv1.Event_Closed:
 		c.CloseCode, c.GatewayLost = int(k.Closed.GetCode()), le.gatewayLost
+		if c.GatewayLost {
+			metrics.WorkerEvents.WithLabelValues("lost_close").Inc()
+		} else {
+			metrics.WorkerEvents.WithLabelValues("close").Inc()
+		}
 		w.handler.OnClose(ctx, c)
 	}
 }

@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/gatewire/gatewire/internal/metrics"
+)
+
+// WithMetrics returns st with the latency of every call observed in
+// metrics.StoreOps.
+func WithMetrics(st Store) Store { return measured{st} }
+
+type measured struct{ st Store }
+
+// observe records a call of op that began at start and ended with *err
+// (a pointer: it is deferred before the result is known).
+func observe(op string, start time.Time, err *error) {
+	metrics.Since(metrics.StoreOps.WithLabelValues(op, metrics.Result(*err)), start)
+}
+
+func (m measured) SaveMessages(ctx context.Context, msgs []NewMessage) (s []Saved, err error) {
+	defer observe("save_messages", time.Now(), &err)
+	return m.st.SaveMessages(ctx, msgs)
+}
+
+func (m measured) ClaimDelivery(ctx context.Context, id int64) (ok bool, err error) {
+	defer observe("claim_delivery", time.Now(), &err)
+	return m.st.ClaimDelivery(ctx, id)
+}
+
+func (m measured) ReleaseDelivery(ctx context.Context, id int64) (err error) {
+	defer observe("release_delivery", time.Now(), &err)
+	return m.st.ReleaseDelivery(ctx, id)
+}
+
+func (m measured) History(ctx context.Context, a, b string, p Page) (msgs []Message, err error) {
+	defer observe("history", time.Now(), &err)
+	return m.st.History(ctx, a, b, p)
+}
+
+func (m measured) MarkRead(ctx context.Context, reader, peer string, upTo int64) (n int64, err error) {
+	defer observe("mark_read", time.Now(), &err)
+	return m.st.MarkRead(ctx, reader, peer, upTo)
+}
+
+func (m measured) UnreadCounts(ctx context.Context, uid string) (c map[string]int, err error) {
+	defer observe("unread_counts", time.Now(), &err)
+	return m.st.UnreadCounts(ctx, uid)
+}
+
+func (m measured) Users(ctx context.Context, uids ...string) (u map[string]User, err error) {
+	defer observe("users", time.Now(), &err)
+	return m.st.Users(ctx, uids...)
+}
+
+func (m measured) UpsertUsers(ctx context.Context, users []User) (err error) {
+	defer observe("upsert_users", time.Now(), &err)
+	return m.st.UpsertUsers(ctx, users)
+}
+
+func (m measured) Close() error { return m.st.Close() }
