@@ -7,38 +7,14 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"log/slog"
 
 	"github.com/gatewire/gatewire/internal/app"
-	"github.com/gatewire/gatewire/internal/flagenv"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "gatewire-gateway:", err)
-		os.Exit(1)
-	}
-}
-
-func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("gatewire-gateway", flag.ContinueOnError)
 	var cfg app.GatewayConfig
-	app.GatewayFlags(fs, &cfg)
-	logger := app.LogFlags(fs)
-	if err := flagenv.Parse(fs, app.EnvPrefix, args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return err
-	}
-	log, err := logger()
-	if err != nil {
-		return err
-	}
-	return app.RunGateway(ctx, cfg, log)
+	app.Main("gatewire-gateway",
+		func(fs *flag.FlagSet) { app.GatewayFlags(fs, &cfg) },
+		func(ctx context.Context, log *slog.Logger) error { return app.RunGateway(ctx, cfg, log) })
 }
