@@ -11,8 +11,8 @@ import (
 	"go.uber.org/goleak"
 )
 
-// binDir holds the binaries TestMain built: register, gateway, worker and
-// allinone.
+// binDir holds the binaries TestMain built: register, gateway, worker,
+// allinone and chatbench.
 var binDir string
 
 func TestMain(m *testing.M) {
@@ -51,7 +51,7 @@ func build(dir string) error {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	args = append(args, "./cmd/register", "./cmd/gateway", "./cmd/worker", "./cmd/allinone")
+	args = append(args, "./cmd/register", "./cmd/gateway", "./cmd/worker", "./cmd/allinone", "./cmd/chatbench")
 	cmd := exec.Command("go", args...)
 	cmd.Dir = ".."
 	start := time.Now()

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"os"
+	"testing"
+)
+
+func TestParseStat(t *testing.T) {
+	// The command name may hold spaces and parentheses.
+	line := []byte("4242 (post gres) (x)) S 17 4242 4242 0 -1 4194560 1200 0 3 0 150 25 7 3 20 0 1 0 98 1000 500\n")
+	st, err := parseStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ppid != 17 || st.ticks != 150+25+7+3 {
+		t.Errorf("parseStat = %+v, want ppid 17, ticks 185", st)
+	}
+	if _, err := parseStat([]byte("12 (short) S 1 2")); err == nil {
+		t.Error("parseStat accepted a truncated line")
+	}
+}
+
+func TestSumTrees(t *testing.T) {
+	procs := map[int]procStat{
+		1:   {ppid: 0, ticks: 1000},
+		100: {ppid: 1, ticks: 10}, // postmaster
+		101: {ppid: 100, ticks: 5},
+		102: {ppid: 100, ticks: 7},
+		103: {ppid: 102, ticks: 1}, // a grandchild
+		200: {ppid: 1, ticks: 40},  // gateway
+		300: {ppid: 1, ticks: 99},  // not watched
+	}
+	got, err := sumTrees(procs, []namedPID{{"postgres", 100}, {"gateway", 200}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["postgres"] != 23 || got["gateway"] != 40 || len(got) != 2 {
+		t.Errorf("sumTrees = %v, want postgres 23, gateway 40", got)
+	}
+	if _, err := sumTrees(procs, []namedPID{{"gone", 999}}); err == nil {
+		t.Error("sumTrees accepted a missing process")
+	}
+}
+
+func TestParseRSS(t *testing.T) {
+	kb, err := parseRSS([]byte("Name:\tgateway\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t9\n"))
+	if err != nil || kb != 12345 {
+		t.Errorf("parseRSS = %d, %v; want 12345", kb, err)
+	}
+	if _, err := parseRSS([]byte("Name:\tkthreadd\n")); err == nil {
+		t.Error("parseRSS found an RSS in a status without VmRSS")
+	}
+}
+
+func TestOwnProcess(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	me := []namedPID{{"me", os.Getpid()}}
+	if _, err := cpuTicks(me); err != nil {
+		t.Fatal(err)
+	}
+	if kb, err := rssKB(os.Getpid()); err != nil || kb <= 0 {
+		t.Errorf("rssKB(self) = %d, %v", kb, err)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	s := make([]int64, 1000)
+	for i := range s {
+		s[i] = int64(1000-i) * 1e6 // 1 to 1000 ms, unsorted on purpose
+	}
+	sum := summarize(s)
+	if sum.N != 1000 || sum.P50 != 500 || sum.P99 != 990 || sum.P999 != 999 || sum.Max != 1000 || sum.Mean != 500.5 {
+		t.Errorf("summarize = %+v", sum)
+	}
+	if q := quantile([]int64{7}, 0.999); q != 7 {
+		t.Errorf("quantile of one sample = %d", q)
+	}
+	if z := summarize(nil); z.N != 0 {
+		t.Errorf("summarize(nil) = %+v", z)
+	}
+}
+
+func TestFrameFields(t *testing.T) {
+	f := []byte(`{"type":"text","id":"ab","frontId":"x","toId":"y","date":"2026-01-01 00:00:00","data":"123 xx","raw":"123 xx","msg_id":4}`)
+	if got := string(strField(f, patType)); got != "text" {
+		t.Errorf("type = %q", got)
+	}
+	v, ok := leadingInt(strField(f, patRaw))
+	if !ok || v != 123 {
+		t.Errorf("raw = %d, %v; want 123", v, ok)
+	}
+	if strField(f, patCode) != nil {
+		t.Error("found a missing field")
+	}
+	if _, ok := leadingInt([]byte("abc")); ok {
+		t.Error("leadingInt parsed letters")
+	}
+}
+
+func TestPidList(t *testing.T) {
+	var l pidList
+	if err := l.Set("gateway1=10, postgres=20"); err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 2 || l[1] != (namedPID{"postgres", 20}) || l.String() != "gateway1=10,postgres=20" {
+		t.Errorf("pidList = %v", l)
+	}
+	for _, bad := range []string{"x", "x=", "=3", "x=-1", "a=1,a=2"} {
+		if err := l.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSources(t *testing.T) {
+	d, err := newDialer([]string{"ws://127.0.0.1:8282/", "ws://localhost:8283/"}, "auto", "", 0)
+	if err != nil || len(d.sources) != autoSources || d.sources[1] != "127.0.0.2" {
+		t.Errorf("auto sources on loopback = %v, %v", d.sources, err)
+	}
+	d, err = newDialer([]string{"ws://10.0.0.1:8282/"}, "auto", "", 0)
+	if err != nil || len(d.sources) != 1 || d.sources[0] != "" {
+		t.Errorf("auto sources off loopback = %v, %v", d.sources, err)
+	}
+	if _, err := newDialer([]string{"http://x/"}, "none", "", 0); err == nil {
+		t.Error("accepted an http:// URL")
+	}
+}
+
+func TestParseHostBusy(t *testing.T) {
+	busy, err := parseHostBusy([]byte("cpu  100 5 50 1000 30 2 3 1 7 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"))
+	if err != nil || busy != 100+5+50+2+3 {
+		t.Errorf("parseHostBusy = %d, %v; want 160", busy, err)
+	}
+	if _, err := parseHostBusy([]byte("intr 1 2 3\n")); err == nil {
+		t.Error("parseHostBusy accepted another line")
+	}
+}

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// chatbenchTimeout bounds one chatbench run of the smoke test; the runs
+// take a few seconds.
+const chatbenchTimeout = 60 * time.Second
+
+// TestBenchSmoke runs the benchmark command (cmd/chatbench) in tiny
+// configurations against the e2e cluster: it must exit 0 and print one
+// JSON result line. Nothing about speed is checked.
+func TestBenchSmoke(t *testing.T) {
+	c := startCluster(t)
+	var urls, pushes, pids []string
+	for i, g := range c.gateways {
+		urls = append(urls, g.wsURL)
+		pids = append(pids, fmt.Sprintf("gateway%d=%d", i, g.cmd.Process.Pid))
+	}
+	for i, w := range c.workers {
+		pushes = append(pushes, "http://"+w.httpAddr)
+		pids = append(pids, fmt.Sprintf("worker%d=%d", i, w.cmd.Process.Pid))
+	}
+	pids = append(pids, fmt.Sprintf("register=%d", c.register.cmd.Process.Pid))
+	ws, pidList := strings.Join(urls, ","), strings.Join(pids, ",")
+
+	t.Run("chat", func(t *testing.T) {
+		// Open loop at 40 say/s over 2 pairs: 10 per connection and second,
+		// far below the gateway's per-client message rate.
+		res := runChatbench(t, c, "chat", "-mode", "open", "-rate", "40", "-pairs", "2",
+			"-duration", "1s", "-warmup", "200ms", "-ws", ws, "-pids", pidList)
+		if d := num(t, res, "delivered"); d <= 0 {
+			t.Errorf("delivered = %v, want > 0", d)
+		}
+	})
+	t.Run("fanout", func(t *testing.T) {
+		res := runChatbench(t, c, "fanout", "-op", "group", "-members", "6", "-rounds", "3",
+			"-ws", ws, "-push-http", strings.Join(pushes, ","), "-pids", pidList)
+		if d := num(t, res, "delivered"); d <= 0 {
+			t.Errorf("delivered = %v, want > 0", d)
+		}
+	})
+	t.Run("idle", func(t *testing.T) {
+		res := runChatbench(t, c, "idle", "-n", "6", "-settle", "0s", "-ws", ws,
+			"-pids", fmt.Sprintf("gateway0=%d", c.gateways[0].cmd.Process.Pid))
+		if n := num(t, res, "conns"); n != 6 {
+			t.Errorf("conns = %v, want 6", n)
+		}
+	})
+}
+
+// runChatbench runs chatbench with args against the cluster and returns
+// its result line, decoded. It fails t unless chatbench exits 0 and prints
+// exactly one JSON object.
+func runChatbench(t *testing.T, c *cluster, args ...string) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), chatbenchTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "chatbench"), append(args, "-tag", "test=e2e")...)
+	// The cluster's workers accept token-less binds; the push token goes
+	// by the environment, as the benchmark script passes it.
+	var env []string
+	for _, kv := range childEnv() {
+		if !strings.HasPrefix(kv, "CHATBENCH_") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, "CHATBENCH_PUSH_TOKEN="+c.pushToken)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	setDeathSignal(cmd)
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("chatbench %s: %v in %v; stderr:\n%s", strings.Join(args, " "), cmd.ProcessState, time.Since(start).Round(time.Millisecond), stderr.String())
+	if err != nil {
+		t.Fatalf("chatbench: %v", err)
+	}
+	out := strings.TrimSuffix(stdout.String(), "\n")
+	if out == "" || strings.Contains(out, "\n") {
+		t.Fatalf("chatbench printed %q, want one line", stdout.String())
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("chatbench printed %q: %v", out, err)
+	}
+	t.Logf("result: %s", out)
+	if res["bench"] != "chatbench" || res["scenario"] != args[0] {
+		t.Errorf("result names bench %v scenario %v, want chatbench %s", res["bench"], res["scenario"], args[0])
+	}
+	return res
+}
+
+// num returns a numeric field of a result.
+func num(t *testing.T, res map[string]any, key string) float64 {
+	t.Helper()
+	v, ok := res[key].(float64)
+	if !ok {
+		t.Fatalf("result has no number %q: %v", key, res)
+	}
+	return v
+}

@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# The benchmark suite: builds register, gateway, worker and chatbench,
+# starts its own multi-process cluster on loopback (Redis, a throwaway
+# PostgreSQL 15, 1 register, G gateways, 2 workers), runs chatbench against
+# it and appends one JSON line per run to bench/results.jsonl (each with the
+# time, the git commit and the suite's settings as tags). bench/README.md
+# explains the fields.
+#
+# Usage: scripts/bench.sh            the full suite (about 7 minutes)
+#        SMOKE=1 scripts/bench.sh    tiny sizes, well under a minute; results go
+#                                    to $BENCH_DIR/results-smoke.jsonl
+#        scripts/bench.sh run CMD... CMD against a cluster of $BENCH_GATEWAYS (2)
+#                                    gateways: $BENCH_WS, $BENCH_PUSH_HTTP, $BENCH_PIDS
+#                                    and $BENCH_BIN (chatbench) say where it is
+#
+# Runs, in order, on a cluster of 2 gateways:
+#   idle       BENCH_IDLE bound connections on gateway 1: its RSS per connection
+#   chat       closed loop, BENCH_CLOSED_PAIRS pairs across the 2 gateways: max say/s
+#   chat       open loop at BENCH_RATE say/s, BENCH_OPEN_PAIRS pairs across 2 gateways
+#   fanout     SendToGroup and SendToAll to BENCH_FANOUT members across 2 gateways
+# then, each on a fresh cluster of 1, 2 and 4 gateways (BENCH_SCALE_GATEWAYS):
+#   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say
+#
+# Settings (environment): BENCH_DIR (state: binaries, logs, PostgreSQL data;
+# default /tmp/gatewire-bench), BENCH_RESULTS (the results file), BENCH_BIND
+# (token: workers get a -jwt-secret that chatbench signs bind tokens with,
+# the default; insecure: workers with -insecure-bind), BENCH_DURATION,
+# BENCH_WARMUP, BENCH_DRAIN (how long open-loop runs wait for late texts),
+# PG_BIN (default /usr/lib/postgresql/15/bin), BENCH_PG_OPTS
+# (extra server options, e.g. "-c synchronous_commit=off"; recorded in the
+# tags), and the sizes named above. The gateways run with their per-client message rate and
+# per-IP connection limits off (-message-rate -1 -max-conns-per-ip -1): the
+# benchmark's clients are few IPs sending fast on purpose.
+#
+# Everything started is stopped by its PID when the script ends, also on
+# failure or Ctrl-C; the PostgreSQL data directory is removed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${BENCH_DIR:-/tmp/gatewire-bench}
+pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
+smoke=${SMOKE:-0}
+
+if [ "$smoke" = 1 ]; then
+	idle_n=${BENCH_IDLE:-20}
+	closed_pairs=${BENCH_CLOSED_PAIRS:-2}
+	open_pairs=${BENCH_OPEN_PAIRS:-2}
+	rate=${BENCH_RATE:-50}
+	fanout_n=${BENCH_FANOUT:-10}
+	fanout_rounds=${BENCH_FANOUT_ROUNDS:-5}
+	scale_rate=${BENCH_SCALE_RATE:-50}
+	scale_pairs=${BENCH_SCALE_PAIRS:-4}
+	scale_gateways=${BENCH_SCALE_GATEWAYS:-1 2 4}
+	duration=${BENCH_DURATION:-2s}
+	warmup=${BENCH_WARMUP:-0.5s}
+	settle=1s
+	drain=${BENCH_DRAIN:-5s}
+	results=${BENCH_RESULTS:-$dir/results-smoke.jsonl}
+	suite=smoke
+else
+	idle_n=${BENCH_IDLE:-19000}
+	closed_pairs=${BENCH_CLOSED_PAIRS:-100}
+	open_pairs=${BENCH_OPEN_PAIRS:-200}
+	rate=${BENCH_RATE:-2200}
+	fanout_n=${BENCH_FANOUT:-10000}
+	fanout_rounds=${BENCH_FANOUT_ROUNDS:-30}
+	scale_rate=${BENCH_SCALE_RATE:-800}
+	scale_pairs=${BENCH_SCALE_PAIRS:-200}
+	scale_gateways=${BENCH_SCALE_GATEWAYS:-1 2 4}
+	duration=${BENCH_DURATION:-20s}
+	warmup=${BENCH_WARMUP:-3s}
+	settle=3s
+	drain=${BENCH_DRAIN:-30s}
+	results=${BENCH_RESULTS:-$root/bench/results.jsonl}
+	suite=full
+fi
+bind_mode=${BENCH_BIND:-token}
+
+mkdir -p "$dir/bin" "$dir/logs"
+chmod 755 "$dir" # PostgreSQL runs as "postgres" when we are root
+if [ -e "$dir/bench.pid" ] && kill -0 "$(cat "$dir/bench.pid")" 2>/dev/null; then
+	echo "another bench.sh (pid $(cat "$dir/bench.pid")) uses $dir" >&2
+	exit 1
+fi
+echo $$ >"$dir/bench.pid"
+rm -f "$dir"/logs/*.log # the previous run's
+
+# ---- processes: every PID we start is recorded, and stopped by PID.
+names=() # parallel arrays, in start order
+pids=()
+pg_data=""
+pg_launcher=""
+
+alive() {
+	kill -0 "$1" 2>/dev/null || return 1
+	case $(ps -o stat= -p "$1" 2>/dev/null) in
+	Z*) return 1 ;;
+	esac
+}
+
+# Logs of the gatewire processes are per cluster: logs/c<N>-<name>.log.
+generation=0
+log_of() { # name
+	case $1 in
+	redis) echo "$dir/logs/redis.log" ;;
+	*) echo "$dir/logs/c$generation-$1.log" ;;
+	esac
+}
+
+start() { # name command...
+	local name=$1; shift
+	"$@" >"$(log_of "$name")" 2>&1 &
+	names+=("$name")
+	pids+=("$!")
+}
+
+pid_of() { # name
+	local i
+	for i in "${!names[@]}"; do
+		[ "${names[$i]}" = "$1" ] && { echo "${pids[$i]}"; return 0; }
+	done
+	return 1
+}
+
+# stop_proc NAME PID [SIGNAL]: signal, wait up to 30 s, then SIGKILL.
+stop_proc() {
+	local name=$1 pid=$2 sig=${3:-TERM}
+	alive "$pid" || return 0
+	kill "-$sig" "$pid" 2>/dev/null || true
+	for _ in $(seq 1 300); do alive "$pid" || return 0; sleep 0.1; done
+	echo "  $name (pid $pid) ignored SIG$sig; killing it" >&2
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# stop_matching PATTERN: stops, newest first, the processes whose name
+# matches PATTERN (a bash glob), and forgets them.
+stop_matching() {
+	local i keep_n=() keep_p=()
+	for ((i = ${#names[@]} - 1; i >= 0; i--)); do
+		# shellcheck disable=SC2053
+		if [[ ${names[$i]} == $1 ]]; then
+			stop_proc "${names[$i]}" "${pids[$i]}"
+		fi
+	done
+	for i in "${!names[@]}"; do
+		# shellcheck disable=SC2053
+		if [[ ${names[$i]} != $1 ]]; then
+			keep_n+=("${names[$i]}"); keep_p+=("${pids[$i]}")
+		fi
+	done
+	names=(${keep_n[@]+"${keep_n[@]}"})
+	pids=(${keep_p[@]+"${keep_p[@]}"})
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	echo "== stopping what bench.sh started"
+	stop_matching 'worker*'
+	stop_matching 'gateway*'
+	stop_matching 'register*'
+	if [ -n "$pg_data" ]; then
+		local pm
+		pm=$(head -n 1 "$pg_data/postmaster.pid" 2>/dev/null || true)
+		# SIGINT is PostgreSQL's fast shutdown: the data is thrown away.
+		[ -z "$pm" ] || stop_proc postgres "$pm" INT
+		[ -z "$pg_launcher" ] || stop_proc postgres-launcher "$pg_launcher"
+		rm -rf "$(dirname "$pg_data")"
+	fi
+	stop_matching 'redis'
+	rm -f "$dir/bench.pid"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- ports: free loopback ports below the ephemeral range (32768+), which
+# the benchmark's client connections use.
+used_ports=" "
+free_port() {
+	local p
+	for _ in $(seq 1 1000); do
+		p=$((20000 + RANDOM % 12000))
+		case $used_ports in *" $p "*) continue ;; esac
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			used_ports+="$p "
+			echo "$p"
+			return 0
+		fi
+	done
+	echo "no free port found" >&2
+	return 1
+}
+
+wait_port() { # port name
+	for _ in $(seq 1 200); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		local pid
+		pid=$(pid_of "$2" || true)
+		if [ -n "$pid" ] && ! alive "$pid"; then break; fi
+		sleep 0.1
+	done
+	echo "$2 does not listen on 127.0.0.1:$1; its log:" >&2
+	tail -n 30 "$(log_of "$2")" >&2 || true
+	return 1
+}
+
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# ---- build
+echo "== building into $dir/bin"
+(cd "$root" && go build -o "$dir/bin/" ./cmd/register ./cmd/gateway ./cmd/worker ./cmd/chatbench)
+commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+	commit+="-dirty"
+fi
+
+# Secrets by the environment, never on a command line.
+rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+export GATEWIRE_SECRET=$(rand_hex 24)
+export GATEWIRE_PUSH_TOKEN=$(rand_hex 24)
+export CHATBENCH_PUSH_TOKEN=$GATEWIRE_PUSH_TOKEN
+bind_flags=(-insecure-bind)
+if [ "$bind_mode" = token ]; then
+	export GATEWIRE_JWT_SECRET=$(rand_hex 32)
+	export CHATBENCH_JWT_SECRET=$GATEWIRE_JWT_SECRET
+	bind_flags=()
+fi
+
+# Gateway flags that switch off the per-client limits, where the gateway
+# has them.
+gw_help=$("$dir/bin/gateway" -h 2>&1 || true)
+gw_flags=()
+for f in "-message-rate -1" "-max-conns-per-ip -1" "-max-conns -1"; do
+	case $gw_help in *"${f%% *}"*) gw_flags+=($f) ;; esac
+done
+
+# metrics_flag BIN: a -metrics-addr on a free port when BIN has the flag
+# (each role has a fixed default port, which several processes of one kind
+# would share).
+metrics_flag() {
+	case $("$1" -h 2>&1 || true) in
+	*-metrics-addr*) echo "-metrics-addr=127.0.0.1:$(free_port)" ;;
+	esac
+}
+
+# ---- Redis and PostgreSQL, for the whole suite.
+echo "== starting Redis and PostgreSQL"
+redis_port=$(free_port)
+start redis redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no --dir "$dir"
+wait_port "$redis_port" redis
+export GATEWIRE_REDIS=127.0.0.1:$redis_port
+
+if [ ! -x "$pg_bin/initdb" ]; then
+	echo "no PostgreSQL server binaries in $pg_bin (set PG_BIN)" >&2
+	exit 1
+fi
+pg_port=$(free_port)
+pg_tmp=$(mktemp -d "$dir/pg.XXXXXX")
+chmod 755 "$pg_tmp"
+[ "$(id -u)" != 0 ] || chown postgres: "$pg_tmp"
+pg_data=$pg_tmp/data
+as_pg "$pg_bin/initdb" -D "$pg_data" -U postgres -A trust -E UTF8 --no-locale >"$dir/logs/initdb.log" 2>&1 ||
+	{ echo "initdb failed; see $dir/logs/initdb.log" >&2; exit 1; }
+as_pg "$pg_bin/postgres" -D "$pg_data" -p "$pg_port" -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
+	-c max_connections=200 ${BENCH_PG_OPTS:-} >"$dir/logs/postgres.log" 2>&1 &
+pg_launcher=$!
+for _ in $(seq 1 200); do
+	"$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -t 1 && break
+	alive "$pg_launcher" || { echo "PostgreSQL exited; see $dir/logs/postgres.log" >&2; exit 1; }
+	sleep 0.1
+done
+"$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres gatewire
+pg_pid=$(head -n 1 "$pg_data/postmaster.pid")
+export GATEWIRE_STORE="postgres://postgres@127.0.0.1:$pg_port/gatewire?sslmode=disable"
+
+# ---- the gatewire cluster: 1 register, G gateways, 2 workers.
+ws_urls=()
+push_urls=()
+cluster_up() { # G
+	local g=$1 i
+	generation=$((generation + 1))
+	ws_urls=() push_urls=()
+	local reg_port
+	reg_port=$(free_port)
+	start register "$dir/bin/register" -addr "127.0.0.1:$reg_port" $(metrics_flag "$dir/bin/register")
+	wait_port "$reg_port" register
+	export GATEWIRE_REGISTER=127.0.0.1:$reg_port
+	local ws_ports=()
+	for ((i = 1; i <= g; i++)); do
+		local ws link
+		ws=$(free_port) link=$(free_port)
+		start "gateway$i" "$dir/bin/gateway" -ws-addr "127.0.0.1:$ws" -link-addr "127.0.0.1:$link" \
+			$(metrics_flag "$dir/bin/gateway") ${gw_flags[@]+"${gw_flags[@]}"}
+		ws_ports+=("$ws")
+		ws_urls+=("ws://127.0.0.1:$ws/")
+	done
+	for i in 1 2; do
+		local push http
+		push=$(free_port) http=$(free_port)
+		start "worker$i" "$dir/bin/worker" -push-addr "127.0.0.1:$push" -push-http-addr "127.0.0.1:$http" \
+			-http-addr "" $(metrics_flag "$dir/bin/worker") ${bind_flags[@]+"${bind_flags[@]}"}
+		wait_port "$http" "worker$i"
+		push_urls+=("http://127.0.0.1:$http")
+	done
+	for ((i = 1; i <= g; i++)); do
+		wait_port "${ws_ports[$((i - 1))]}" "gateway$i"
+		# Each gateway must have both workers linked.
+		local n=0
+		for _ in $(seq 1 200); do
+			n=$(grep -c 'msg="worker linked"' "$(log_of "gateway$i")" || true)
+			[ "$n" -ge 2 ] && break
+			sleep 0.1
+		done
+		[ "$n" -ge 2 ] || { echo "gateway$i: workers did not link; see $dir/logs" >&2; exit 1; }
+	done
+	echo "  cluster $generation: $g gateway(s) up: ${ws_urls[*]} (logs $dir/logs/c$generation-*.log)"
+}
+
+cluster_down() {
+	stop_matching 'worker*'
+	stop_matching 'gateway*'
+	stop_matching 'register*'
+}
+
+# server_pids: the -pids value naming every server process.
+server_pids() {
+	local out="" i
+	for i in "${!names[@]}"; do out+="${names[$i]}=${pids[$i]},"; done
+	echo "${out}postgres=$pg_pid"
+}
+
+join() { local IFS=,; echo "$*"; }
+
+mkdir -p "$(dirname "$results")"
+# bench RUN-NAME chatbench-args...: runs chatbench, prints its line and
+# appends it to the results.
+bench() {
+	local run=$1; shift
+	echo "== $run: chatbench $*"
+	rm -f "$dir/logs/chatbench-$run.log"
+	local line
+	line=$("$dir/bin/chatbench" "$@" -tag "run=$run" -tag "suite=$suite" -tag "commit=$commit" \
+		-tag "host_cpus=$(nproc)" -tag "bind_mode=$bind_mode" ${BENCH_PG_OPTS:+-tag "pg_opts=$BENCH_PG_OPTS"} 2>"$dir/logs/chatbench-$run.log") || {
+		echo "chatbench failed; its log:" >&2
+		tail -n 30 "$dir/logs/chatbench-$run.log" >&2
+		return 1
+	}
+	echo "$line"
+	echo "$line" >>"$results"
+}
+
+if [ "${1:-}" = run ]; then
+	# scripts/bench.sh run CMD...: CMD runs against a cluster of
+	# BENCH_GATEWAYS (default 2) gateways, with its addresses in BENCH_WS,
+	# BENCH_PUSH_HTTP and BENCH_PIDS (and chatbench in BENCH_BIN); the
+	# cluster stops when CMD ends.
+	shift
+	[ $# -gt 0 ] || { echo "usage: $0 run COMMAND [ARGS...]" >&2; exit 2; }
+	cluster_up "${BENCH_GATEWAYS:-2}"
+	BENCH_WS=$(join "${ws_urls[@]}") BENCH_PUSH_HTTP=$(join "${push_urls[@]}") BENCH_PIDS=$(server_pids) \
+		BENCH_BIN=$dir/bin/chatbench "$@"
+	exit
+fi
+
+echo "== suite ($suite), results to $results"
+cluster_up 2
+bench idle idle -ws "${ws_urls[0]}" -n "$idle_n" -settle "$settle" -pids "gateway1=$(pid_of gateway1)"
+# The idle connections are gone; give the gateway a moment to drop them.
+sleep 2
+bench chat-closed chat -mode closed -ws "$(join "${ws_urls[@]}")" -pairs "$closed_pairs" \
+	-duration "$duration" -warmup "$warmup" -pids "$(server_pids)"
+bench chat-open chat -mode open -rate "$rate" -ws "$(join "${ws_urls[@]}")" -pairs "$open_pairs" \
+	-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)"
+for op in group all; do
+	bench "fanout-$op" fanout -op "$op" -ws "$(join "${ws_urls[@]}")" -push-http "$(join "${push_urls[@]}")" \
+		-members "$fanout_n" -rounds "$fanout_rounds" -pids "$(server_pids)"
+done
+for g in $scale_gateways; do
+	cluster_down
+	cluster_up "$g"
+	bench "scale-$g" chat -mode open -rate "$scale_rate" -ws "$(join "${ws_urls[@]}")" -pairs "$scale_pairs" \
+		-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -tag "gateways=$g"
+done
+echo "== done; results appended to $results"
