@@ -186,10 +186,15 @@ func (l *gatewayLink) session(ctx context.Context, cc *grpc.ClientConn, reconnec
 
 	errc := make(chan error, 1)
 	go func() { errc <- l.writeLoop(ctx, stream) }()
+	pump := make(chan inbound, eventBacklog)
+	pumped := make(chan struct{})
+	go func() { defer close(pumped); l.pumpEvents(ctx, cancel, pump) }()
 	if reconnect {
 		go l.prune(ctx)
 	}
-	err = l.readLoop(ctx, stream)
+	err = l.readLoop(ctx, stream, pump)
+	close(pump)
+	<-pumped // the events read are in the lanes
 	cancel()
 	<-errc
 	select {
@@ -200,7 +205,20 @@ func (l *gatewayLink) session(ctx context.Context, cc *grpc.ClientConn, reconnec
 	return err
 }
 
-func (l *gatewayLink) readLoop(ctx context.Context, stream linkv1.LinkService_ConnectClient) error {
+// eventBacklog is how many stream messages of events may wait for the
+// lanes. Command results never wait behind them: handlers blocked on a
+// full lane are often waiting for a result themselves.
+const eventBacklog = 1024
+
+// inbound is the part of a stream message that goes to the lanes, in order.
+type inbound struct {
+	events  []*linkv1.Event
+	drained bool
+}
+
+// readLoop hands command results to their callers at once and events (and
+// the drained mark, which follows them) to pump, until the stream ends.
+func (l *gatewayLink) readLoop(ctx context.Context, stream linkv1.LinkService_ConnectClient, pump chan<- inbound) error {
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -215,13 +233,34 @@ func (l *gatewayLink) readLoop(ctx context.Context, stream linkv1.LinkService_Co
 				ch <- r // buffered, never blocks
 			}
 		}
-		for _, ev := range resp.GetEvents() {
+		if len(resp.GetEvents()) == 0 && !resp.GetDrained() {
+			continue
+		}
+		select {
+		case pump <- inbound{events: resp.GetEvents(), drained: resp.GetDrained()}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// pumpEvents delivers what readLoop queued to the lanes, in order, until
+// pump is closed. It cancels the session when the worker stops taking
+// events.
+func (l *gatewayLink) pumpEvents(ctx context.Context, cancel context.CancelFunc, pump <-chan inbound) {
+	stopped := false
+	for in := range pump {
+		for _, ev := range in.events {
+			if stopped {
+				break
+			}
 			l.clients.note(ev)
 			if !l.w.deliver(ctx, laneEvent{ev: ev, gatewayAddress: l.public}) {
-				return errors.New("worker stopped taking events")
+				stopped = true
+				cancel()
 			}
 		}
-		if resp.GetDrained() {
+		if in.drained && !stopped {
 			l.markDrained()
 		}
 	}
