@@ -324,10 +324,17 @@ type allInOne struct {
 	pageURL string // http://127.0.0.1:port/ — the page and the WebSocket
 }
 
-// startAllInOne starts the all-in-one binary with a fresh SQLite store and
-// waits until its worker is linked to its gateway. It stops when t ends; when
-// t failed, the tail of its log is printed.
+// startAllInOne starts the all-in-one binary in -demo mode with a fresh
+// SQLite store and waits until its worker is linked to its gateway. It stops
+// when t ends; when t failed, the tail of its log is printed.
 func startAllInOne(t *testing.T) *allInOne {
+	t.Helper()
+	return startAllInOneWith(t, "-demo")
+}
+
+// startAllInOneWith is startAllInOne with flags (-insecure-bind,
+// -jwt-secret, ...) instead of -demo.
+func startAllInOneWith(t *testing.T, flags ...string) *allInOne {
 	t.Helper()
 	dir := t.TempDir()
 	a := &allInOne{}
@@ -339,9 +346,9 @@ func startAllInOne(t *testing.T) *allInOne {
 	for attempt := 1; ; attempt++ {
 		addr := testsvc.FreeAddr(t)
 		a.pageURL = "http://" + addr + "/"
-		a.proc = launch(t, "allinone", "allinone", filepath.Join(dir, fmt.Sprintf("allinone.%d.log", attempt)), []string{
-			"-ws-addr", addr, "-demo", "-metrics-addr", "127.0.0.1:0", "-store", "sqlite:" + filepath.Join(dir, "chat.db"), "-log-level", "debug",
-		})
+		a.proc = launch(t, "allinone", "allinone", filepath.Join(dir, fmt.Sprintf("allinone.%d.log", attempt)), append([]string{
+			"-ws-addr", addr, "-metrics-addr", "127.0.0.1:0", "-store", "sqlite:" + filepath.Join(dir, "chat.db"), "-log-level", "debug",
+		}, flags...))
 		err := a.waitLog(startTimeout, "a gateway with its worker linked", func(log string) bool {
 			return strings.Contains(log, `msg="gateway listening"`) && len(linkedWorkers(log)) == 1
 		})

@@ -86,24 +86,43 @@ var clientIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // init frame; the connection is closed when t ends.
 func dial(t *testing.T, url, name string) *client {
 	t.Helper()
+	c, err := connect(url, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	t.Cleanup(c.closeNow)
+	return c
+}
+
+// connect is dial without a test: it may run on any goroutine, and the
+// caller must close the connection. The client's methods that fail a test
+// must not be called on it.
+func connect(url, name string) (*client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), frameTimeout)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
-		t.Fatalf("%s: dial %s: %v", name, url, err)
+		return nil, fmt.Errorf("%s: dial %s: %w", name, url, err)
 	}
 	c := &client{
-		t: t, name: name, ws: ws,
+		name: name, ws: ws,
 		in: make(chan inbound, 64), quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	go c.readLoop()
-	t.Cleanup(c.closeNow)
-	c.init = c.expect("init")
-	c.id = c.init.str("client_id")
-	if !clientIDRE.MatchString(c.id) {
-		t.Fatalf("%s: init frame %s: client_id is not 32 lowercase hex characters", name, c.init.raw)
+	init, err := c.nextFrame(frameTimeout)
+	if err == nil && init.typ() != "init" {
+		err = fmt.Errorf("%s: got %s, want an \"init\" frame", name, init.raw)
 	}
-	return c
+	if err == nil && !clientIDRE.MatchString(init.str("client_id")) {
+		err = fmt.Errorf("%s: init frame %s: client_id is not 32 lowercase hex characters", name, init.raw)
+	}
+	if err != nil {
+		c.closeNow()
+		return nil, err
+	}
+	c.init, c.id = init, init.str("client_id")
+	return c, nil
 }
 
 func (c *client) readLoop() {

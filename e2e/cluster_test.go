@@ -55,11 +55,26 @@ type proc struct {
 // registers a cleanup that stops it by its PID.
 func launch(t *testing.T, name, bin, logPath string, args []string) *proc {
 	t.Helper()
+	p, err := startProc(name, bin, logPath, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// startProc starts bin with args, its stdout and stderr going to logPath.
+// The caller must see that it is stopped.
+func startProc(name, bin, logPath string, args []string) (*proc, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		t.Fatalf("%s: create log: %v", name, err)
+		return nil, fmt.Errorf("%s: create log: %w", name, err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, bin), args...)
+	path := bin
+	if !filepath.IsAbs(bin) {
+		path = filepath.Join(binDir, bin) // one of ours
+	}
+	cmd := exec.Command(path, args...)
 	cmd.Env = childEnv()
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -67,15 +82,14 @@ func launch(t *testing.T, name, bin, logPath string, args []string) *proc {
 	err = cmd.Start()
 	_ = logFile.Close() // the child holds its own descriptor
 	if err != nil {
-		t.Fatalf("%s: start %s: %v", name, bin, err)
+		return nil, fmt.Errorf("%s: start %s: %w", name, bin, err)
 	}
 	p := &proc{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait() // the exit status is read from cmd.ProcessState
 		close(p.exited)
 	}()
-	t.Cleanup(func() { p.stop(t) })
-	return p
+	return p, nil
 }
 
 // childEnv is the test's environment without GATEWIRE_ variables, which
@@ -210,7 +224,9 @@ type cluster struct {
 	procs      []*proc // every process started, for the failure report
 	generation int     // how often the processes were restarted
 	redis      string
+	redisSrv   *testsvc.RedisServer
 	pg         string // PostgreSQL DSN of the message store
+	pgSrv      *testsvc.PostgresServer
 	secret     string
 	prefix     string
 	pushToken  string
@@ -251,8 +267,10 @@ func startCluster(t *testing.T) *cluster {
 		pushToken: randomHex(16),
 	}
 	t.Cleanup(c.report) // registered before any process: runs after they are stopped
-	c.redis = testsvc.Redis(t)
-	c.pg = testsvc.Postgres(t)
+	c.redisSrv = testsvc.StartRedis(t)
+	c.redis = c.redisSrv.Addr()
+	c.pgSrv = testsvc.StartPostgres(t)
+	c.pg = c.pgSrv.DSN()
 	t.Logf("redis %s, key prefix %q, postgres %s, logs in %s", c.redis, c.prefix, c.pg, c.logDir)
 	c.launch()
 	return c

@@ -6,7 +6,10 @@
 // all-in-one). Failure tests kill processes with SIGKILL and check that the
 // cluster recovers within one register lease; TestPersistence sends 1,000
 // messages with retries, restarts every process and checks that nothing was
-// lost or duplicated.
+// lost or duplicated. TestFaults runs five faults under a steady 1:1 load —
+// a gateway, a worker and the register killed, Redis flushed and
+// restarted, PostgreSQL stopped and started — and prints a line of figures
+// for each.
 //
 // The package holds only tests; run them with
 //

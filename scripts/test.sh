@@ -60,3 +60,12 @@ go vet ./...
 
 echo "== go test -race"
 CI=${CI:-true} go test -race -count=1 -timeout 10m ./...
+
+# A short run of each fuzzer (the seed corpora already ran above). Names are
+# anchored: -fuzz must match exactly one fuzz test per package.
+echo "== fuzz"
+fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 5s "$2"; }
+fuzz FuzzParseRequest ./internal/chat/
+fuzz FuzzOnMessageReplies ./internal/chat/
+fuzz FuzzOnMessage ./internal/chat/
+fuzz FuzzGatewayFrames ./internal/gateway/

@@ -189,6 +189,9 @@ func (h *Handler) bind(ctx context.Context, c *worker.Client, req request) *fram
 // unless want is empty.
 func (h *Handler) verify(token, want string) (string, *frameError) {
 	if h.tokens == nil {
+		if h.insecureBind {
+			return "", newFrameError(codeTokenInvalid, "this server verifies no bind tokens (no -jwt-secret); bind without one")
+		}
 		return "", newFrameError(codeTokenRequired, "this server accepts no bind tokens (no -jwt-secret) and no token-less binds")
 	}
 	uid, err := h.tokens.Verify(token)

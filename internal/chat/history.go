@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 
@@ -46,7 +47,7 @@ func (h *Handler) history(ctx context.Context, c *worker.Client, req request) *f
 	msgs, err := h.store.History(callCtx, c.UID, peer, store.Page{Before: before, After: after, Limit: int(limit) + 1})
 	cancel()
 	if err != nil {
-		return &frameError{code: codeStoreFailed, message: "history is unavailable; try again", err: fmt.Errorf("history %s/%s: %w", c.UID, peer, err)}
+		return storeError("history is unavailable; try again", fmt.Errorf("history %s/%s: %w", c.UID, peer, err))
 	}
 	more := len(msgs) > int(limit)
 	if more {
@@ -94,7 +95,7 @@ func (h *Handler) read(ctx context.Context, c *worker.Client, req request) *fram
 	n, err := h.store.MarkRead(callCtx, c.UID, peer, upTo)
 	cancel()
 	if err != nil {
-		return &frameError{code: codeStoreFailed, message: "the messages could not be marked read; try again", err: fmt.Errorf("mark read %s/%s: %w", c.UID, peer, err)}
+		return storeError("the messages could not be marked read; try again", fmt.Errorf("mark read %s/%s: %w", c.UID, peer, err))
 	}
 	receipt := receiptFrame{Type: typeReceipt, FrontID: c.UID, ToID: peer, UpTo: upTo}
 	if n == 0 {
@@ -130,7 +131,7 @@ func (h *Handler) profile(ctx context.Context, c *worker.Client, req request) *f
 	users, err := h.store.Users(callCtx, c.UID, peer)
 	cancel()
 	if err != nil {
-		return &frameError{code: codeStoreFailed, message: "profiles are unavailable; try again", err: fmt.Errorf("load users %s, %s: %w", c.UID, peer, err)}
+		return storeError("profiles are unavailable; try again", fmt.Errorf("load users %s, %s: %w", c.UID, peer, err))
 	}
 	h.reply(ctx, c, profileFrame{Type: typeProfile, Self: profileOf(c.UID, users), Peer: profileOf(peer, users)})
 	return nil
@@ -154,4 +155,14 @@ func profileOf(uid string, users map[string]store.User) profile {
 // AvatarPath is where the web server serves the generated avatar of uid.
 func AvatarPath(uid string) string {
 	return "/avatars/" + url.PathEscape(uid) + ".svg"
+}
+
+// storeError is the error frame of a failed store call: invalid_field when
+// the store refused the request's values (a uid it cannot hold), else
+// store_failed with message, which says to try again.
+func storeError(message string, err error) *frameError {
+	if errors.Is(err, store.ErrInvalid) {
+		return &frameError{code: codeInvalidField, message: "a uid of the request cannot be stored (too long, or not valid text)", err: err}
+	}
+	return &frameError{code: codeStoreFailed, message: message, err: err}
 }

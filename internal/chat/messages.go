@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Request types a client may send.
@@ -159,7 +160,13 @@ type sayRequest struct {
 }
 
 // parseRequest decodes a text frame into a request with a non-empty type.
+// A frame that is not valid UTF-8 is not JSON (RFC 8259 §8.1, and PHP's
+// json_decode refuses it): json.Unmarshal would turn its invalid bytes into
+// U+FFFD and bind, or store, what the client never sent.
 func parseRequest(data []byte) (request, *frameError) {
+	if !utf8.Valid(data) {
+		return request{}, newFrameError(codeInvalidJSON, "the frame is not a JSON object: it is not valid UTF-8")
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
 		// fields is nil without an error for the JSON literal null.

@@ -62,11 +62,11 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 	m := saved.Message
 	msg := h.messageFrame(typeText, c.ID, m)
 
-	// The say that stored the message holds its delivery; a retry delivers
-	// only if it can claim it (an earlier attempt reached nobody).
+	// The say that stored the message delivers it; a retry delivers only a
+	// message nobody delivered yet, and only if it can claim it.
 	deliver := !saved.Duplicate
 	delivered := m.Delivered
-	if saved.Duplicate {
+	if saved.Duplicate && !m.Delivered {
 		callCtx, cancel = context.WithTimeout(ctx, h.timeout)
 		claimed, err := h.store.ClaimDelivery(callCtx, m.ID)
 		cancel()
@@ -76,7 +76,7 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 		deliver = claimed
 	}
 	if deliver {
-		delivered = h.deliver(ctx, c, msg, m)
+		delivered = h.deliver(ctx, c, msg, m, saved.Duplicate)
 		metrics.Since(metrics.SayLatency.WithLabelValues("delivered"), start)
 	}
 
@@ -119,7 +119,7 @@ func (h *Handler) messageFrame(typ, senderClientID string, m store.Message) text
 // deliver sends the text frame to every connection of the recipient and
 // reports whether any got it. When none did, the delivery is released so
 // that a retry of the message delivers it; it waits as unread meanwhile.
-func (h *Handler) deliver(ctx context.Context, c *worker.Client, msg textFrame, m store.Message) bool {
+func (h *Handler) deliver(ctx context.Context, c *worker.Client, msg textFrame, m store.Message, claimed bool) bool {
 	text, err := encodeFrame(msg)
 	if err != nil { // cannot happen: every field is a string or a number
 		h.log.ErrorContext(ctx, "encode text frame", "client_id", c.ID, "msg_id", m.ID, "err", err)
@@ -133,14 +133,19 @@ func (h *Handler) deliver(ctx context.Context, c *worker.Client, msg textFrame, 
 		// recipient through history. The sender still gets its save.
 		h.log.WarnContext(ctx, "deliver message", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)
 	}
-	if n > 0 {
-		return true
-	}
 	callCtx, cancel = context.WithTimeout(ctx, h.timeout)
-	err = h.store.ReleaseDelivery(callCtx, m.ID)
-	cancel()
-	if err != nil {
-		h.log.WarnContext(ctx, "release delivery", "client_id", c.ID, "msg_id", m.ID, "err", err)
+	defer cancel()
+	switch {
+	case n > 0 && !claimed:
+		// Record the delivery, so that a retry does not deliver again.
+		if _, err := h.store.ClaimDelivery(callCtx, m.ID); err != nil {
+			h.log.WarnContext(ctx, "mark message delivered", "client_id", c.ID, "msg_id", m.ID, "err", err)
+		}
+	case n == 0 && claimed:
+		// Give the claim back, so that a later retry delivers it.
+		if err := h.store.ReleaseDelivery(callCtx, m.ID); err != nil {
+			h.log.WarnContext(ctx, "release delivery", "client_id", c.ID, "msg_id", m.ID, "err", err)
+		}
 	}
-	return false
+	return n > 0
 }

@@ -39,6 +39,15 @@ type conn struct {
 	slow     atomic.Bool  // the queue overflowed: closing
 	throttle *throttle
 
+	// The writer and the pinger run only while they have work: an idle
+	// connection costs its reader goroutine and nothing else.
+	gmu       sync.Mutex     // guards the fields below
+	writing   bool           // a writer goroutine is running
+	done      bool           // no new writer or ping starts
+	pingTimer *time.Timer    // fires the next ping
+	misses    int            // unanswered pings in a row; the pinger's alone
+	running   sync.WaitGroup // writer and pinger goroutines
+
 	ctx    context.Context // ends when the connection is finished
 	cancel context.CancelFunc
 
@@ -46,6 +55,7 @@ type conn struct {
 	uid     string
 	groups  map[string]struct{}
 	session []byte // a JSON object, nil when empty
+	version uint64 // counts changes of uid and session
 	closed  bool
 	worker  *link
 
@@ -65,7 +75,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "gateway is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer g.wg.Done()
+	handedOff := false // to the connection's goroutine, which calls g.wg.Done
+	defer func() {
+		if !handedOff {
+			g.wg.Done()
+		}
+	}()
 
 	remote := clientAddr(r, g.cfg.TrustedProxies)
 	if err := g.admit.admit(remote.Addr()); err != nil {
@@ -74,12 +89,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.reason, err.status)
 		return
 	}
-	defer g.admit.release(remote.Addr())
-	metrics.Connections.Inc()
-	defer metrics.Connections.Dec()
-
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.OriginPatterns})
 	if err != nil {
+		g.admit.release(remote.Addr())
 		g.log.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -90,25 +102,39 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out: make(chan frame, g.cfg.SendQueue), urgent: make(chan frame, 1), ctx: ctx, cancel: cancel,
 		throttle: newThrottle(g.cfg.MessageRate, g.cfg.MessageBurst, g.cfg.RateStrikes),
 	}
+	metrics.Connections.Inc()
 	g.register(c)
-
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); c.writeLoop() }()
-	if g.cfg.PingInterval > 0 {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.pingLoop() }()
-	}
 	ev := &linkv1.Event{ClientId: c.id, Kind: &linkv1.Event_Connected{Connected: connected(r, hostPort(remote, r.RemoteAddr), g.cfg.PublicAddress)}}
+	// The connection is hijacked: it outlives this handler, whose
+	// goroutine (and its large stack) can go.
+	handedOff = true
+	go func() {
+		defer g.wg.Done()
+		defer g.admit.release(remote.Addr())
+		defer metrics.Connections.Dec()
+		c.serve(ev)
+	}()
+}
+
+// serve runs the connection after its handshake: it reports the connect,
+// reads until the connection ends and then cleans up.
+func (c *conn) serve(connect *linkv1.Event) {
+	c.schedulePing()
 	var readErr error
-	if g.dispatch(c.ctx, c, ev) {
+	if c.g.dispatch(c.ctx, c, connect) {
 		readErr = c.readLoop()
 	} else {
 		c.closeWith(websocket.StatusTryAgainLater, "no worker available")
 		readErr = c.drain()
 	}
 	c.finish(readErr)
-	wg.Wait()
+	c.gmu.Lock()
+	c.done = true
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	c.gmu.Unlock()
+	c.running.Wait()
 }
 
 // register adds c to the gateway's connections; if the gateway started
@@ -158,8 +184,8 @@ func (c *conn) readLoop() error {
 			c.closeWith(websocket.StatusPolicyViolation, "message rate limit exceeded")
 			return c.drain()
 		}
-		uid, session := c.state()
-		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session,
+		st := c.state()
+		ev := &linkv1.Event{ClientId: c.id, Uid: st.GetUid(), Session: st.GetSession(), StateVersion: st.GetVersion(),
 			Kind: &linkv1.Event_Message{Message: &linkv1.Message{Data: data, Binary: typ == websocket.MessageBinary}}}
 		if !c.g.dispatch(c.ctx, c, ev) {
 			if c.ctx.Err() == nil {
@@ -180,8 +206,20 @@ func (c *conn) drain() error {
 	}
 }
 
-// writeLoop writes queued frames until the connection ends; an urgent
-// close overtakes the queue.
+// kick starts a writer unless one is running or the connection is done.
+func (c *conn) kick() {
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	if c.writing || c.done {
+		return
+	}
+	c.writing = true
+	c.running.Add(1)
+	go func() { defer c.running.Done(); c.writeLoop() }()
+}
+
+// writeLoop writes queued frames until the queue is empty or the
+// connection ends; an urgent close overtakes the queue.
 func (c *conn) writeLoop() {
 	for {
 		var f frame
@@ -189,11 +227,24 @@ func (c *conn) writeLoop() {
 		case f = <-c.urgent:
 		default:
 			select {
-			case <-c.ctx.Done():
-				return
 			case f = <-c.urgent:
 			case f = <-c.out:
 				c.queued.Add(-int64(len(f.data)))
+			case <-c.ctx.Done():
+				return // writing stays set: no writer starts again
+			default:
+				// Idle: stop, unless a frame came in before the lock (its
+				// kick saw writing set and started nobody).
+				c.gmu.Lock()
+				idle := len(c.out) == 0 && len(c.urgent) == 0
+				if idle {
+					c.writing = false
+				}
+				c.gmu.Unlock()
+				if idle {
+					return
+				}
+				continue
 			}
 		}
 		if f.close {
@@ -223,33 +274,52 @@ func (c *conn) cut() {
 	_ = c.ws.CloseNow()
 }
 
-// pingLoop pings the client and closes it after PingMisses unanswered pings.
-func (c *conn) pingLoop() {
-	t := time.NewTicker(c.g.cfg.PingInterval)
-	defer t.Stop()
-	misses := 0
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.PingInterval)
-		err := c.ws.Ping(ctx)
-		cancel()
-		if err == nil {
-			misses = 0
-			continue
-		}
-		if c.ctx.Err() != nil {
-			return
-		}
-		if misses++; misses >= c.g.cfg.PingMisses {
-			c.g.log.Info("closing client that stopped answering pings", "client_id", c.id, "misses", misses)
+// schedulePing arms the next ping, unless pings are off or the connection
+// is done.
+func (c *conn) schedulePing() {
+	if c.g.cfg.PingInterval <= 0 {
+		return
+	}
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	if c.done {
+		return
+	}
+	if c.pingTimer == nil {
+		c.pingTimer = time.AfterFunc(c.g.cfg.PingInterval, c.ping)
+	} else {
+		c.pingTimer.Reset(c.g.cfg.PingInterval)
+	}
+}
+
+// ping pings the client once (on the timer's goroutine) and closes it
+// after PingMisses unanswered pings in a row.
+func (c *conn) ping() {
+	c.gmu.Lock()
+	if c.done {
+		c.gmu.Unlock()
+		return
+	}
+	c.running.Add(1)
+	c.gmu.Unlock()
+	defer c.running.Done()
+
+	ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.PingInterval)
+	err := c.ws.Ping(ctx)
+	cancel()
+	switch {
+	case c.ctx.Err() != nil:
+		return
+	case err == nil:
+		c.misses = 0
+	default:
+		if c.misses++; c.misses >= c.g.cfg.PingMisses {
+			c.g.log.Info("closing client that stopped answering pings", "client_id", c.id, "misses", c.misses)
 			c.cut()
 			return
 		}
 	}
+	c.schedulePing()
 }
 
 // enqueue queues f for the writer. A queue that overflows, in frames or in
@@ -263,6 +333,7 @@ func (c *conn) enqueue(f frame) bool {
 	if c.queued.Add(n) <= c.g.cfg.SendQueueBytes || f.close {
 		select {
 		case c.out <- f:
+			c.kick()
 			return true
 		default:
 		}
@@ -275,6 +346,7 @@ func (c *conn) enqueue(f frame) bool {
 	c.g.log.Warn("closing slow client: send queue full", "client_id", c.id,
 		"frames", len(c.out), "bytes", c.queued.Load())
 	c.urgent <- frame{close: true, status: websocket.StatusTryAgainLater, reason: "too slow: send queue full"}
+	c.kick()
 	// The writer may be stuck in a write the client does not read; then
 	// not even the close frame gets through.
 	time.AfterFunc(slowCloseGrace, c.cut)
@@ -290,11 +362,12 @@ func (c *conn) closeWith(status websocket.StatusCode, reason string) {
 	c.enqueue(frame{close: true, status: status, reason: reason})
 }
 
-// state returns the connection's uid and session, as events carry them.
-func (c *conn) state() (uid string, session []byte) {
+// state returns the connection's uid and session with their version, as
+// events and command results carry them.
+func (c *conn) state() *linkv1.ClientState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.uid, c.session
+	return &linkv1.ClientState{Version: c.version, Uid: c.uid, Session: c.session}
 }
 
 // info describes the connection for a Query.
@@ -375,6 +448,7 @@ func (c *conn) setSession(b []byte, patch bool) error {
 		return err
 	}
 	c.session = next
+	c.version++
 	return nil
 }
 
@@ -399,11 +473,13 @@ func (c *conn) bind(ctx context.Context, uid string) error {
 			return err
 		}
 		c.uid = ""
+		c.version++
 	}
 	if err := c.g.dir.Bind(ctx, c.id, uid); err != nil {
 		return err
 	}
 	c.uid = uid
+	c.version++
 	return nil
 }
 
@@ -424,6 +500,7 @@ func (c *conn) unbind(ctx context.Context, uid string) error {
 		return err
 	}
 	c.uid = ""
+	c.version++
 	return nil
 }
 
@@ -458,7 +535,7 @@ func (c *conn) finish(err error) {
 		defer cancel()
 		c.mu.Lock()
 		c.closed = true
-		uid, session := c.uid, c.session
+		uid, session, version := c.uid, c.session, c.version
 		if uid != "" {
 			if err := g.dir.Unbind(ctx, c.id, uid); err != nil {
 				g.log.Error("unbind closed connection", "client_id", c.id, "uid", uid, "err", err)
@@ -475,7 +552,7 @@ func (c *conn) finish(err error) {
 		if code == -1 {
 			code = websocket.StatusAbnormalClosure
 		}
-		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session, Kind: &linkv1.Event_Closed{Closed: &linkv1.Closed{Code: int32(code)}}}
+		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session, StateVersion: version, Kind: &linkv1.Event_Closed{Closed: &linkv1.Closed{Code: int32(code)}}}
 		if !g.dispatch(ctx, c, ev) {
 			g.log.Warn("close event not delivered: no worker", "client_id", c.id)
 		}

@@ -356,7 +356,7 @@ func (g *Gateway) execute(ctx context.Context, cmd *linkv1.Command) *linkv1.Comm
 			return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, "client not connected")
 		}
 		res := ok()
-		_, res.Session = c.state()
+		res.Session = c.state().GetSession()
 		return res
 	case *linkv1.Command_Query:
 		return g.query(k.Query)
@@ -443,7 +443,9 @@ func (g *Gateway) bindCommand(ctx context.Context, clientID string, do func(cont
 	defer cancel()
 	switch err := do(ctx, c); {
 	case err == nil:
-		return ok()
+		res := ok()
+		res.State = c.state()
+		return res
 	case errors.Is(err, errGone):
 		return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, err.Error())
 	case errors.Is(err, errOtherUID):

@@ -37,6 +37,9 @@ type ServerConfig struct {
 	Poll time.Duration
 	// Timeout bounds each table and directory call; zero means 2s.
 	Timeout time.Duration
+	// StartGrace is how long after Run starts no lease lapses (see Run);
+	// zero means Lease, negative means no grace.
+	StartGrace time.Duration
 }
 
 func (c *ServerConfig) fill() error {
@@ -51,6 +54,9 @@ func (c *ServerConfig) fill() error {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 2 * time.Second
+	}
+	if c.StartGrace == 0 {
+		c.StartGrace = c.Lease
 	}
 	if c.Lease < 0 || c.Heartbeat <= 0 || c.Heartbeat >= c.Lease || c.Poll <= 0 {
 		return fmt.Errorf("register: need 0 < heartbeat (%v) < lease (%v) and poll > 0", c.Heartbeat, c.Lease)
@@ -67,6 +73,10 @@ type Server struct {
 	table Table
 	purge Purger
 	log   *slog.Logger
+
+	// graceUntil is StartGrace after Run started: leases that expire before
+	// it count as expiring then (see Run). Only Run's goroutine uses it.
+	graceUntil time.Time
 
 	mu      sync.Mutex
 	live    []*registerv1.Gateway // current live list, sorted by id
@@ -88,7 +98,16 @@ func NewServer(cfg ServerConfig, table Table, purge Purger, log *slog.Logger) (*
 }
 
 // Run expires lapsed leases and refreshes the live list until ctx ends.
+//
+// For its first lease (StartGrace) it expires no lease: one that lapsed
+// before may have lapsed only because no register was there to renew it
+// (this one was being restarted, and the gateway's reconnection backs off),
+// and its gateway gets a whole lease to reach this one and renew, as it
+// would have had. Until then the gateway stays live and keeps its directory
+// entries; if it never renews, it is dropped and purged once the grace is
+// over. A lease renewed since the start expires after the grace anyway.
 func (s *Server) Run(ctx context.Context) error {
+	s.graceUntil = time.Now().Add(max(0, s.cfg.StartGrace))
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
 	for {
@@ -116,7 +135,11 @@ func (s *Server) refresh(ctx context.Context) {
 	live := make([]*registerv1.Gateway, 0, len(leases))
 	for _, l := range leases {
 		id := l.Gateway.GetId()
-		if !l.Expires.Before(now) {
+		expires := l.Expires
+		if !l.Purging && expires.Before(s.graceUntil) {
+			expires = s.graceUntil
+		}
+		if !expires.Before(now) {
 			if !l.Purging {
 				live = append(live, l.Gateway)
 			}

@@ -707,8 +707,9 @@ func TestRepublishAfterLapseSurvivesPurge(t *testing.T) {
 	dir := directory.NewMemory()
 	purger := &blockingPurger{Purger: dir, entered: make(chan struct{}), release: make(chan struct{})}
 	// The lease is long; the test makes it lapse by writing it into the
-	// table with an expiry in the past, and Run polls often.
-	ep := serve(t, startServer(t, ServerConfig{Lease: time.Hour, Poll: 20 * time.Millisecond}, table, purger))
+	// table with an expiry in the past, without the grace a register that
+	// just started gives lapsed leases, and Run polls often.
+	ep := serve(t, startServer(t, ServerConfig{Lease: time.Hour, Poll: 20 * time.Millisecond, StartGrace: -1}, table, purger))
 	t.Cleanup(purger.unblock) // before Run is stopped, even if the test fails early
 	gw := newGateway()
 	cid := clientid.Make(gw.GetId(), 1)
@@ -783,4 +784,46 @@ func (p *blockingPurger) PurgeGateway(ctx context.Context, id string) (map[strin
 	<-p.release
 	defer p.finished.Store(true)
 	return p.Purger.PurgeGateway(context.WithoutCancel(ctx), id)
+}
+
+// TestGraceAfterStart checks that a register that starts treats the leases
+// that lapsed before it ran — while no register could renew them — as live
+// for one lease: a gateway that renews in that time stays live throughout
+// and keeps its directory entries, and one that does not is dropped and
+// purged, but not before a lease has passed since the start.
+func TestGraceAfterStart(t *testing.T) {
+	tableKinds(t, func(t *testing.T, table Table, _ func()) {
+		cfg := ServerConfig{Lease: 2 * time.Second}
+		dir := directory.NewMemory()
+		back, gone := newGateway(), newGateway()
+		lapsed := time.Now().Add(-time.Millisecond)
+		for _, gw := range []*registerv1.Gateway{back, gone} {
+			if _, err := table.Renew(t.Context(), gw, lapsed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bind(t, dir, back.GetId(), gone.GetId())
+
+		started := time.Now()
+		srv := startServer(t, cfg, table, dir)
+		ep := serve(t, srv)
+		w := startWatch(t, newClient(t, ep.addr))
+		w.waitFor(t, "both lapsed gateways to be live", func(l []*registerv1.Gateway) bool {
+			return hasGateway(l, back) && hasGateway(l, gone)
+		})
+		announce(t, newClient(t, ep.addr), back, nil)
+		w.waitFor(t, "the gateway that did not renew to vanish", func(l []*registerv1.Gateway) bool {
+			return len(l) == 1 && hasGateway(l, back)
+		})
+		if d := time.Since(started); d < cfg.Lease {
+			t.Errorf("the gateway that did not renew vanished %v after the start, within the grace of one lease (%v)", d, cfg.Lease)
+		}
+		eventually(t, "its entries to be purged", func() bool { return len(entries(t, dir, gone.GetId())) == 0 })
+		for _, l := range w.since(back) {
+			if !hasGateway(l, back) {
+				t.Errorf("the gateway that renewed in the grace was dropped: list %v", l)
+			}
+		}
+		wantEntries(t, dir, back.GetId(), map[string]string{clientid.Make(back.GetId(), 1): "user-" + back.GetId()})
+	})
 }

@@ -122,7 +122,7 @@ INSERT INTO messages (from_uid, to_uid, peer_lo, peer_hi, body, kind, cmid, deli
 SELECT u.from_uid, u.to_uid,
        LEAST(u.from_uid COLLATE "C", u.to_uid COLLATE "C"),
        GREATEST(u.from_uid COLLATE "C", u.to_uid COLLATE "C"),
-       u.body, u.kind, u.cmid, true
+       u.body, u.kind, u.cmid, false
 FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[])
      WITH ORDINALITY AS u(from_uid, to_uid, body, kind, cmid, ord)
 ORDER BY u.ord
@@ -345,7 +345,6 @@ func newStored(m NewMessage, id int64, createdAt time.Time) Message {
 		Kind:      m.Kind,
 		CMID:      m.CMID,
 		CreatedAt: createdAt.UTC(),
-		Delivered: true, // held by the say that stored it
 	}
 }
 

@@ -182,7 +182,7 @@ const sqliteMessageColumns = `id, from_uid, to_uid, body, kind, cmid, created_at
 const (
 	sqliteInsertMessage = `
 INSERT INTO messages (from_uid, to_uid, peer_lo, peer_hi, body, kind, cmid, created_at, delivered)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
 ON CONFLICT (from_uid, cmid) WHERE cmid <> '' DO NOTHING
 RETURNING id`
 	sqliteSelectByCMID = `

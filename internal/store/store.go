@@ -69,11 +69,13 @@ type Message struct {
 	CMID string
 	// CreatedAt is when it was stored (microsecond precision, UTC).
 	CreatedAt time.Time
-	// Delivered is set while a delivery holds the message or once one
-	// reached a connection of To. A new message is stored with Delivered
-	// set: the say that stored it is delivering it, and calls
-	// ReleaseDelivery if that reached nobody. So a concurrent retry of the
-	// same cmid (ClaimDelivery fails) never delivers it a second time.
+	// Delivered is set once a delivery reached a connection of To, or
+	// while a retry that claimed it is delivering it. A new message is
+	// stored without it: the say that stored it delivers it and then sets
+	// it (ClaimDelivery). A retry of the same cmid delivers only a message
+	// it can claim, so one whose first say died before delivering (a
+	// worker killed between the commit and the delivery) is still
+	// delivered, and one already delivered is not delivered again.
 	Delivered bool
 	// ReadAt is when To marked it read; zero when unread.
 	ReadAt time.Time
@@ -114,7 +116,8 @@ type Store interface {
 	// message is stored (or found as a duplicate) or an error is returned.
 	SaveMessages(ctx context.Context, msgs []NewMessage) ([]Saved, error)
 	// ClaimDelivery sets Delivered on message id and reports whether this
-	// call set it (false: it was delivered, or a delivery holds it).
+	// call set it (false: it was delivered, or a retry's delivery holds
+	// it).
 	ClaimDelivery(ctx context.Context, id int64) (bool, error)
 	// ReleaseDelivery clears Delivered on an unread message id after a
 	// delivery reached nobody, so that a later retry delivers it.

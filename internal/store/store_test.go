@@ -166,8 +166,8 @@ func testRoundTrip(t *testing.T, s Store) {
 		if m.From != in[i].From || m.To != in[i].To || m.Text != in[i].Text || m.Kind != in[i].Kind || m.CMID != "" {
 			t.Errorf("saved %d = %+v, want %+v", i, m, in[i])
 		}
-		if !m.Delivered || !m.ReadAt.IsZero() {
-			t.Errorf("new message %d delivered %v read at %v; want held for delivery, unread", i, m.Delivered, m.ReadAt)
+		if m.Delivered || !m.ReadAt.IsZero() {
+			t.Errorf("new message %d delivered %v read at %v; want neither", i, m.Delivered, m.ReadAt)
 		}
 		checkTime(t, "CreatedAt", m.CreatedAt, before, after)
 	}
@@ -349,9 +349,12 @@ func testDelivery(t *testing.T, s Store) {
 	saved := save(t, s, text("85", "86", "a"), text("86", "85", "b"), text("85", "86", "c"))
 	ctx := ctxT(t)
 	a, c := saved[0].Message.ID, saved[2].Message.ID
-	// New messages are held by the say that stored them: no retry claims them.
+	// The first delivery of a new message claims it; later ones do not.
+	if ok, err := s.ClaimDelivery(ctx, a); err != nil || !ok {
+		t.Fatalf("ClaimDelivery of a new message = %v, %v; want true", ok, err)
+	}
 	if ok, err := s.ClaimDelivery(ctx, a); err != nil || ok {
-		t.Fatalf("ClaimDelivery of a new message = %v, %v; want false", ok, err)
+		t.Fatalf("ClaimDelivery of a delivered message = %v, %v; want false", ok, err)
 	}
 	// A delivery that reached nobody releases the message; then exactly one
 	// of several concurrent claims wins it.
@@ -391,8 +394,8 @@ func testDelivery(t *testing.T, s Store) {
 		t.Fatal(err)
 	}
 	for _, m := range history(t, s, "85", "86", Page{}) {
-		if !m.Delivered {
-			t.Errorf("message %d not delivered", m.ID)
+		if want := m.ID == a || m.ID == c; m.Delivered != want {
+			t.Errorf("message %d delivered %v, want %v", m.ID, m.Delivered, want)
 		}
 	}
 }

@@ -86,3 +86,38 @@ func TestRedisMissing(t *testing.T) {
 		})
 	}
 }
+
+func TestRedisServerRestart(t *testing.T) {
+	s := StartRedis(t)
+	addr := s.Addr()
+	if reply, err := inlineCommand(addr, "SET k v"); err != nil || reply != "+OK\r\n" {
+		t.Fatalf("SET k v = %q, %v; want +OK", reply, err)
+	}
+	if err := s.FlushAll(); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := inlineCommand(addr, "EXISTS k"); err != nil || reply != ":0\r\n" {
+		t.Fatalf("EXISTS k after FLUSHALL = %q, %v; want :0", reply, err)
+	}
+
+	s.Stop()
+	if err := pingRedis(addr); err == nil {
+		t.Fatalf("redis-server on %s still answers after Stop", addr)
+	}
+	s.Stop() // stopping again does nothing
+	if err := s.Start(); err != nil {
+		t.Fatalf("Start after Stop: %v", err)
+	}
+	if err := pingRedis(addr); err != nil {
+		t.Fatalf("PING %s after Start: %v", addr, err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if s.Addr() != addr {
+		t.Fatalf("Addr() = %q after Restart, want %q", s.Addr(), addr)
+	}
+	if err := pingRedis(addr); err != nil {
+		t.Fatalf("PING %s after Restart: %v", addr, err)
+	}
+}

@@ -31,7 +31,11 @@ func (a *api) callClient(ctx context.Context, clientID string, cmd *linkv1.Comma
 	}
 	ctx, cancel := a.withTimeout(ctx)
 	defer cancel()
-	return l.call(ctx, cmd)
+	r, err := l.call(ctx, cmd)
+	if err == nil {
+		a.w().states.note(clientID, r.GetState())
+	}
+	return r, err
 }
 
 func (a *api) SendToClient(ctx context.Context, clientID string, data []byte, binary bool) error {

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/url"
@@ -160,6 +161,16 @@ func (r *recorder) OnMessage(ctx context.Context, c *worker.Client, m worker.Mes
 	if text, ok := strings.CutPrefix(string(m.Data), "echo:"); ok {
 		if err := r.api.SendToClient(ctx, c.ID, []byte(text), m.Binary); err != nil {
 			r.problem("echo to " + c.ID + ": " + err.Error())
+		}
+	}
+	if uid, ok := strings.CutPrefix(string(m.Data), "bind:"); ok {
+		if err := r.api.BindUID(ctx, c.ID, uid); err != nil {
+			r.problem("bind " + c.ID + ": " + err.Error())
+		}
+	}
+	if patch, ok := strings.CutPrefix(string(m.Data), "session:"); ok {
+		if err := r.api.UpdateSession(ctx, c.ID, json.RawMessage(patch)); err != nil {
+			r.problem("update session of " + c.ID + ": " + err.Error())
 		}
 	}
 }

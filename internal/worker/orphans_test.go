@@ -100,3 +100,29 @@ func countKind(evs []event, k eventKind) int {
 	}
 	return n
 }
+
+// TestStateChangeReachesPipelinedEvents: frames sent right behind one whose
+// handler binds or changes the session see the new uid and session, though
+// the gateway read them before the change.
+func TestStateChangeReachesPipelinedEvents(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{})
+	w := c.startWorker(g)
+	cl := c.dial(g, dialOptions{})
+	id, _ := c.idOf(cl, w)
+	release := w.rec.hold(t, "bind:u-new") // the next frames queue behind it
+	cl.send(t, "bind:u-new")
+	cl.send(t, `session:{"k":1}`)
+	cl.send(t, "after")
+	time.Sleep(100 * time.Millisecond) // let the gateway read all three
+	release()
+	eventually(t, "three messages", func() bool { return len(w.rec.messagesOf(id)) == 3 })
+	evs := w.rec.eventsOf(id)
+	last := evs[len(evs)-1]
+	if last.client.UID != "u-new" || string(last.client.Session) != `{"k":1}` {
+		t.Errorf("the frame after bind and session: UID %q, session %s; want u-new and {\"k\":1}", last.client.UID, last.client.Session)
+	}
+	if evs[len(evs)-2].client.UID != "u-new" {
+		t.Errorf("the frame after bind: UID %q, want u-new", evs[len(evs)-2].client.UID)
+	}
+}

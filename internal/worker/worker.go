@@ -56,6 +56,8 @@ type Worker struct {
 	dir  directory.Directory // filtered by liveness
 	log  *slog.Logger
 	seed maphash.Seed
+	// states holds the client states this worker's calls produced.
+	states clientStates
 
 	mu       sync.RWMutex
 	live     map[string]*registerv1.Gateway // by gateway id, as the register says
@@ -314,6 +316,7 @@ func (w *Worker) handle(le laneEvent) {
 	}()
 	ctx := w.linkCtx // lives until every in-flight event is handled
 	c := &Client{ID: ev.GetClientId(), UID: ev.GetUid(), GatewayAddress: le.gatewayAddress, Session: ev.GetSession()}
+	w.states.apply(ev, c)
 	switch k := ev.GetKind().(type) {
 	case *linkv1.Event_Connected:
 		c.RemoteAddress = k.Connected.GetRemoteAddress()

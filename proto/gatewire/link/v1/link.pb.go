@@ -344,6 +344,10 @@ type Event struct {
 	// session is the connection's session when the event happened (a JSON
 	// object; empty when none).
 	Session []byte `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
+	// state_version is the version of uid and session above: the gateway
+	// counts every change of them. A worker that changed them itself (the
+	// CommandResult's state) knows newer ones than an event read before.
+	StateVersion uint64 `protobuf:"varint,7,opt,name=state_version,json=stateVersion,proto3" json:"state_version,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Event_Connected
@@ -403,6 +407,13 @@ func (x *Event) GetSession() []byte {
 		return x.Session
 	}
 	return nil
+}
+
+func (x *Event) GetStateVersion() uint64 {
+	if x != nil {
+		return x.StateVersion
+	}
+	return 0
 }
 
 func (x *Event) GetKind() isEvent_Kind {
@@ -1716,7 +1727,10 @@ type CommandResult struct {
 	// clients answers Query.
 	Clients []*ClientInfo `protobuf:"bytes,6,rep,name=clients,proto3" json:"clients,omitempty"`
 	// count answers Query with count_only.
-	Count         uint32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
+	// state is the connection's uid and session after a successful Bind,
+	// Unbind, SetSession or UpdateSession.
+	State         *ClientState `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1800,6 +1814,74 @@ func (x *CommandResult) GetCount() uint32 {
 	return 0
 }
 
+func (x *CommandResult) GetState() *ClientState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+// ClientState is a connection's uid and session at one version.
+type ClientState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Uid           string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Session       []byte                 `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientState) Reset() {
+	*x = ClientState{}
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientState) ProtoMessage() {}
+
+func (x *ClientState) ProtoReflect() protoreflect.Message {
+	mi := &file_gatewire_link_v1_link_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientState.ProtoReflect.Descriptor instead.
+func (*ClientState) Descriptor() ([]byte, []int) {
+	return file_gatewire_link_v1_link_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ClientState) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ClientState) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *ClientState) GetSession() []byte {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
 var File_gatewire_link_v1_link_proto protoreflect.FileDescriptor
 
 const file_gatewire_link_v1_link_proto_rawDesc = "" +
@@ -1819,11 +1901,12 @@ const file_gatewire_link_v1_link_proto_rawDesc = "" +
 	"\fGatewayHello\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12%\n" +
-	"\x0epublic_address\x18\x02 \x01(\tR\rpublicAddress\"\x80\x02\n" +
+	"\x0epublic_address\x18\x02 \x01(\tR\rpublicAddress\"\xa5\x02\n" +
 	"\x05Event\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x18\n" +
-	"\asession\x18\x06 \x01(\fR\asession\x12;\n" +
+	"\asession\x18\x06 \x01(\fR\asession\x12#\n" +
+	"\rstate_version\x18\a \x01(\x04R\fstateVersion\x12;\n" +
 	"\tconnected\x18\x03 \x01(\v2\x1b.gatewire.link.v1.ConnectedH\x00R\tconnected\x125\n" +
 	"\amessage\x18\x04 \x01(\v2\x19.gatewire.link.v1.MessageH\x00R\amessage\x122\n" +
 	"\x06closed\x18\x05 \x01(\v2\x18.gatewire.link.v1.ClosedH\x00R\x06closedB\x06\n" +
@@ -1913,7 +1996,7 @@ const file_gatewire_link_v1_link_proto_rawDesc = "" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\"7\n" +
 	"\x06Unbind\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
-	"\x03uid\x18\x02 \x01(\tR\x03uid\"\xed\x01\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\"\xa2\x02\n" +
 	"\rCommandResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x120\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x1c.gatewire.link.v1.ResultCodeR\x04code\x12\x1c\n" +
@@ -1921,7 +2004,12 @@ const file_gatewire_link_v1_link_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
 	"\asession\x18\x05 \x01(\fR\asession\x126\n" +
 	"\aclients\x18\x06 \x03(\v2\x1c.gatewire.link.v1.ClientInfoR\aclients\x12\x14\n" +
-	"\x05count\x18\a \x01(\rR\x05count*\xa8\x01\n" +
+	"\x05count\x18\a \x01(\rR\x05count\x123\n" +
+	"\x05state\x18\b \x01(\v2\x1d.gatewire.link.v1.ClientStateR\x05state\"S\n" +
+	"\vClientState\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x18\n" +
+	"\asession\x18\x03 \x01(\fR\asession*\xa8\x01\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -1946,7 +2034,7 @@ func file_gatewire_link_v1_link_proto_rawDescGZIP() []byte {
 }
 
 var file_gatewire_link_v1_link_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_gatewire_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_gatewire_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_gatewire_link_v1_link_proto_goTypes = []any{
 	(ResultCode)(0),         // 0: gatewire.link.v1.ResultCode
 	(*ConnectRequest)(nil),  // 1: gatewire.link.v1.ConnectRequest
@@ -1973,6 +2061,7 @@ var file_gatewire_link_v1_link_proto_goTypes = []any{
 	(*Bind)(nil),            // 22: gatewire.link.v1.Bind
 	(*Unbind)(nil),          // 23: gatewire.link.v1.Unbind
 	(*CommandResult)(nil),   // 24: gatewire.link.v1.CommandResult
+	(*ClientState)(nil),     // 25: gatewire.link.v1.ClientState
 }
 var file_gatewire_link_v1_link_proto_depIdxs = []int32{
 	3,  // 0: gatewire.link.v1.ConnectRequest.hello:type_name -> gatewire.link.v1.WorkerHello
@@ -1998,13 +2087,14 @@ var file_gatewire_link_v1_link_proto_depIdxs = []int32{
 	20, // 20: gatewire.link.v1.Command.query:type_name -> gatewire.link.v1.Query
 	0,  // 21: gatewire.link.v1.CommandResult.code:type_name -> gatewire.link.v1.ResultCode
 	21, // 22: gatewire.link.v1.CommandResult.clients:type_name -> gatewire.link.v1.ClientInfo
-	1,  // 23: gatewire.link.v1.LinkService.Connect:input_type -> gatewire.link.v1.ConnectRequest
-	2,  // 24: gatewire.link.v1.LinkService.Connect:output_type -> gatewire.link.v1.ConnectResponse
-	24, // [24:25] is the sub-list for method output_type
-	23, // [23:24] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	25, // 23: gatewire.link.v1.CommandResult.state:type_name -> gatewire.link.v1.ClientState
+	1,  // 24: gatewire.link.v1.LinkService.Connect:input_type -> gatewire.link.v1.ConnectRequest
+	2,  // 25: gatewire.link.v1.LinkService.Connect:output_type -> gatewire.link.v1.ConnectResponse
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_gatewire_link_v1_link_proto_init() }
@@ -2037,7 +2127,7 @@ func file_gatewire_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatewire_link_v1_link_proto_rawDesc), len(file_gatewire_link_v1_link_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
