@@ -29,19 +29,19 @@ type frame struct {
 
 // conn is one client connection.
 type conn struct {
-	id  string
-	g   *Gateway
-	ws  *websocket.Conn
-	out chan frame
-	// urgent carries a close that must overtake the queue (a slow client).
-	urgent   chan frame
-	queued   atomic.Int64 // bytes in out
-	slow     atomic.Bool  // the queue overflowed: closing
+	id       string
+	g        *Gateway
+	ws       *websocket.Conn
+	slow     atomic.Bool // the queue overflowed: closing
 	throttle *throttle
 
-	// The writer and the pinger run only while they have work: an idle
-	// connection costs its reader goroutine and nothing else.
+	// The writer and the pinger run only while they have work, and the
+	// queue grows only while frames wait: an idle connection costs its
+	// reader goroutine and little else.
 	gmu       sync.Mutex     // guards the fields below
+	queue     []frame        // frames waiting for the writer, oldest first
+	queued    int64          // bytes in queue
+	urgent    *frame         // a close that overtakes the queue (a slow client)
 	writing   bool           // a writer goroutine is running
 	done      bool           // no new writer or ping starts
 	pingTimer *time.Timer    // fires the next ping
@@ -89,7 +89,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.reason, err.status)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.OriginPatterns})
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.OriginPatterns})
 	if err != nil {
 		g.admit.release(remote.Addr())
 		g.log.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
@@ -99,7 +99,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(g.ctx)
 	c := &conn{
 		id: clientid.Make(g.cfg.ID, g.seq.Add(1)), g: g, ws: ws,
-		out: make(chan frame, g.cfg.SendQueue), urgent: make(chan frame, 1), ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel,
 		throttle: newThrottle(g.cfg.MessageRate, g.cfg.MessageBurst, g.cfg.RateStrikes),
 	}
 	metrics.Connections.Inc()
@@ -222,30 +222,12 @@ func (c *conn) kick() {
 // connection ends; an urgent close overtakes the queue.
 func (c *conn) writeLoop() {
 	for {
-		var f frame
-		select {
-		case f = <-c.urgent:
-		default:
-			select {
-			case f = <-c.urgent:
-			case f = <-c.out:
-				c.queued.Add(-int64(len(f.data)))
-			case <-c.ctx.Done():
-				return // writing stays set: no writer starts again
-			default:
-				// Idle: stop, unless a frame came in before the lock (its
-				// kick saw writing set and started nobody).
-				c.gmu.Lock()
-				idle := len(c.out) == 0 && len(c.urgent) == 0
-				if idle {
-					c.writing = false
-				}
-				c.gmu.Unlock()
-				if idle {
-					return
-				}
-				continue
-			}
+		if c.ctx.Err() != nil {
+			return // writing stays set: no writer starts again
+		}
+		f, ok := c.next()
+		if !ok {
+			return
 		}
 		if f.close {
 			// Close waits for the peer's close frame, read by the read loop.
@@ -265,6 +247,32 @@ func (c *conn) writeLoop() {
 			return
 		}
 		metrics.FramesSent.Inc()
+	}
+}
+
+// next takes the frame to write next; when there is none it marks the
+// writer stopped, under the same lock as enqueue's check, so that no frame
+// is left behind.
+func (c *conn) next() (frame, bool) {
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	switch {
+	case c.urgent != nil:
+		f := *c.urgent
+		c.urgent = nil
+		return f, true
+	case len(c.queue) > 0:
+		f := c.queue[0]
+		c.queue[0] = frame{}
+		c.queue = c.queue[1:]
+		c.queued -= int64(len(f.data))
+		if len(c.queue) == 0 {
+			c.queue = nil // let the backing array go
+		}
+		return f, true
+	default:
+		c.writing = false
+		return frame{}, false
 	}
 }
 
@@ -329,23 +337,27 @@ func (c *conn) enqueue(f frame) bool {
 	if c.ctx.Err() != nil || c.slow.Load() {
 		return false
 	}
+	c.gmu.Lock()
 	n := int64(len(f.data))
-	if c.queued.Add(n) <= c.g.cfg.SendQueueBytes || f.close {
-		select {
-		case c.out <- f:
-			c.kick()
-			return true
-		default:
-		}
+	fits := f.close || (len(c.queue) < c.g.cfg.SendQueue && c.queued+n <= c.g.cfg.SendQueueBytes)
+	frames, bytes := len(c.queue), c.queued
+	if fits {
+		c.queue = append(c.queue, f)
+		c.queued += n
 	}
-	c.queued.Add(-n)
+	c.gmu.Unlock()
+	if fits {
+		c.kick()
+		return true
+	}
 	if c.slow.Swap(true) {
 		return false
 	}
 	metrics.SlowClientsClosed.Inc()
-	c.g.log.Warn("closing slow client: send queue full", "client_id", c.id,
-		"frames", len(c.out), "bytes", c.queued.Load())
-	c.urgent <- frame{close: true, status: websocket.StatusTryAgainLater, reason: "too slow: send queue full"}
+	c.g.log.Warn("closing slow client: send queue full", "client_id", c.id, "frames", frames, "bytes", bytes)
+	c.gmu.Lock()
+	c.urgent = &frame{close: true, status: websocket.StatusTryAgainLater, reason: "too slow: send queue full"}
+	c.gmu.Unlock()
 	c.kick()
 	// The writer may be stuck in a write the client does not read; then
 	// not even the close frame gets through.
