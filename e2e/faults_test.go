@@ -107,11 +107,28 @@ type faultRun struct {
 func startFaultRun(t *testing.T, c *cluster, push pushv1.PushServiceClient, tag string) *faultRun {
 	t.Helper()
 	r := &faultRun{c: c, tag: tag}
-	urls := []string{c.gateways[0].wsURL, c.gateways[1].wsURL}
+	r.startLoad(t, []string{c.gateways[0].wsURL, c.gateways[1].wsURL}, func() {
+		stayer := c.dial(t, 1, tag+"-stay")
+		stayer.bind(tag + "-stay")
+		r.leaver = c.dial(t, 1, tag+"-leave")
+		r.leaver.bind(tag + "-leave")
+		r.probe = newOnlineProbe(push, r.sides, map[string]bool{
+			tag + "-stay": true, tag + "-leave": true, tag + "-never": false,
+		})
+	})
+	return r
+}
+
+// startLoad starts loadPairs pairs of users named after r.tag, the two users
+// of pair i dialling urls[i] and urls[i+1] first (modulo len(urls)); runs
+// meanwhile (while they bind), waits until every user is bound and lets
+// them send. The load stops when t ends.
+func (r *faultRun) startLoad(t *testing.T, urls []string, meanwhile func()) {
+	t.Helper()
 	start := make(chan struct{}) // closed once every user is bound
 	for i := range loadPairs {
-		a, b := fmt.Sprintf("%s-%da", tag, i), fmt.Sprintf("%s-%db", tag, i)
-		r.sides = append(r.sides, newLoadSide(a, b, urls, i%2, start), newLoadSide(b, a, urls, 1-i%2, start))
+		a, b := fmt.Sprintf("%s-%da", r.tag, i), fmt.Sprintf("%s-%db", r.tag, i)
+		r.sides = append(r.sides, newLoadSide(a, b, urls, i%len(urls), start), newLoadSide(b, a, urls, (i+1)%len(urls), start))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -120,14 +137,7 @@ func startFaultRun(t *testing.T, c *cluster, push pushv1.PushServiceClient, tag 
 	}
 	r.stop = sync.OnceFunc(func() { cancel(); wg.Wait() })
 	t.Cleanup(r.stop)
-
-	stayer := c.dial(t, 1, tag+"-stay")
-	stayer.bind(tag + "-stay")
-	r.leaver = c.dial(t, 1, tag+"-leave")
-	r.leaver.bind(tag + "-leave")
-	r.probe = newOnlineProbe(push, r.sides, map[string]bool{
-		tag + "-stay": true, tag + "-leave": true, tag + "-never": false,
-	})
+	meanwhile()
 	deadline := time.Now().Add(loadReady)
 	for _, s := range r.sides {
 		for !s.bound.Load() {
@@ -138,7 +148,6 @@ func startFaultRun(t *testing.T, c *cluster, push pushv1.PushServiceClient, tag 
 		}
 	}
 	close(start)
-	return r
 }
 
 // fault marks the moment of the fault: the probe starts asking who is

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,29 +44,9 @@ func TestRollingRestart(t *testing.T) {
 	push := pushClient(t, c.workers[1].pushAddr, c.pushToken)
 
 	r := &faultRun{c: c, tag: "roll"}
-	start := make(chan struct{})
-	for i := range loadPairs {
-		a, b := fmt.Sprintf("roll-%da", i), fmt.Sprintf("roll-%db", i)
-		r.sides = append(r.sides, newLoadSide(a, b, []string{front}, 0, start), newLoadSide(b, a, []string{front}, 0, start))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, s := range r.sides {
-		wg.Go(func() { s.run(ctx) })
-	}
-	r.stop = sync.OnceFunc(func() { cancel(); wg.Wait() })
-	t.Cleanup(r.stop)
-	r.probe = newOnlineProbe(push, r.sides, map[string]bool{"roll-never": false})
-	deadline := time.Now().Add(loadReady)
-	for _, s := range r.sides {
-		for !s.bound.Load() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not bound through nginx within %v", s.uid, loadReady)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	close(start)
+	r.startLoad(t, []string{front}, func() {
+		r.probe = newOnlineProbe(push, r.sides, map[string]bool{"roll-never": false})
+	})
 	time.Sleep(warmUp)
 
 	for i := range c.gateways {
