@@ -45,6 +45,7 @@ type Handler struct {
 	api          worker.API
 	store        store.Store
 	saver        *store.Batcher
+	marker       *store.Marker
 	log          *slog.Logger
 	closeOnce    sync.Once
 }
@@ -74,6 +75,7 @@ func New(cfg Config, api worker.API, st store.Store, log *slog.Logger) *Handler 
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	h.saver = store.NewBatcher(st, 0)
+	h.marker = store.NewMarker(st, h.log)
 	return h
 }
 
@@ -83,6 +85,7 @@ func New(cfg Config, api worker.API, st store.Store, log *slog.Logger) *Handler 
 func (h *Handler) Close() {
 	h.closeOnce.Do(func() {
 		h.saver.Close()
+		h.marker.Close()
 	})
 }
 

@@ -65,8 +65,8 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 	// The say that stored the message delivers it; a retry delivers only a
 	// message nobody delivered yet, and only if it can claim it.
 	deliver := !saved.Duplicate
-	delivered := m.Delivered
-	if saved.Duplicate && !m.Delivered {
+	delivered := m.Delivered || h.marker.Pending(m.ID)
+	if saved.Duplicate && !delivered {
 		callCtx, cancel = context.WithTimeout(ctx, h.timeout)
 		claimed, err := h.store.ClaimDelivery(callCtx, m.ID)
 		cancel()
@@ -133,15 +133,13 @@ func (h *Handler) deliver(ctx context.Context, c *worker.Client, msg textFrame, 
 		// recipient through history. The sender still gets its save.
 		h.log.WarnContext(ctx, "deliver message", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)
 	}
-	callCtx, cancel = context.WithTimeout(ctx, h.timeout)
-	defer cancel()
 	switch {
 	case n > 0 && !claimed:
 		// Record the delivery, so that a retry does not deliver again.
-		if _, err := h.store.ClaimDelivery(callCtx, m.ID); err != nil {
-			h.log.WarnContext(ctx, "mark message delivered", "client_id", c.ID, "msg_id", m.ID, "err", err)
-		}
+		h.marker.Mark(m.ID)
 	case n == 0 && claimed:
+		callCtx, cancel := context.WithTimeout(ctx, h.timeout)
+		defer cancel()
 		// Give the claim back, so that a later retry delivers it.
 		if err := h.store.ReleaseDelivery(callCtx, m.ID); err != nil {
 			h.log.WarnContext(ctx, "release delivery", "client_id", c.ID, "msg_id", m.ID, "err", err)

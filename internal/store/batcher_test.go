@@ -92,3 +92,27 @@ func TestBatcher(t *testing.T) {
 		}
 	})
 }
+
+// TestMarker: marks are written in batches, pending until written, and
+// Close writes what is queued.
+func TestMarker(t *testing.T) {
+	db := openSQLiteT(t, filepath.Join(t.TempDir(), "m.db"))
+	saved, err := db.SaveMessages(t.Context(), []NewMessage{{From: "a", To: "b", Text: "1", Kind: KindText}, {From: "a", To: "b", Text: "2", Kind: KindText}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMarker(db, nil)
+	for _, s := range saved {
+		m.Mark(s.Message.ID)
+	}
+	m.Close()
+	m.Close() // idempotent
+	for _, s := range saved {
+		if m.Pending(s.Message.ID) {
+			t.Errorf("message %d still pending after Close", s.Message.ID)
+		}
+		if ok, err := db.ClaimDelivery(t.Context(), s.Message.ID); err != nil || ok {
+			t.Errorf("ClaimDelivery of marked message %d = %v, %v; want false", s.Message.ID, ok, err)
+		}
+	}
+}

@@ -29,6 +29,11 @@ func (m measured) ClaimDelivery(ctx context.Context, id int64) (ok bool, err err
 	return m.st.ClaimDelivery(ctx, id)
 }
 
+func (m measured) MarkDelivered(ctx context.Context, ids []int64) (err error) {
+	defer observe("mark_delivered", time.Now(), &err)
+	return m.st.MarkDelivered(ctx, ids)
+}
+
 func (m measured) ReleaseDelivery(ctx context.Context, id int64) (err error) {
 	defer observe("release_delivery", time.Now(), &err)
 	return m.st.ReleaseDelivery(ctx, id)

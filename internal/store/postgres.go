@@ -375,6 +375,17 @@ func (s *Postgres) ClaimDelivery(ctx context.Context, id int64) (bool, error) {
 	return tag.RowsAffected() == 1, nil
 }
 
+// MarkDelivered implements Store.
+func (s *Postgres) MarkDelivered(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE messages SET delivered = true WHERE id = ANY($1) AND NOT delivered`, ids); err != nil {
+		return fmt.Errorf("mark %d messages delivered: %w", len(ids), err)
+	}
+	return nil
+}
+
 // ReleaseDelivery implements Store.
 func (s *Postgres) ReleaseDelivery(ctx context.Context, id int64) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE messages SET delivered = false WHERE id = $1 AND read_at IS NULL`, id); err != nil {

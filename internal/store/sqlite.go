@@ -292,6 +292,25 @@ func jsonArray(v any) (string, error) {
 	return string(b), err
 }
 
+// MarkDelivered implements Store.
+func (s *SQLite) MarkDelivered(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := sqliteWrite(ctx, s.w, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE messages SET delivered = 1 WHERE id = ? AND delivered = 0`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark %d messages delivered: %w", len(ids), err)
+	}
+	return nil
+}
+
 // ClaimDelivery implements Store.
 func (s *SQLite) ClaimDelivery(ctx context.Context, id int64) (bool, error) {
 	var n int64

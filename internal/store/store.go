@@ -119,6 +119,9 @@ type Store interface {
 	// call set it (false: it was delivered, or a retry's delivery holds
 	// it).
 	ClaimDelivery(ctx context.Context, id int64) (bool, error)
+	// MarkDelivered sets Delivered on the messages ids, in one round trip:
+	// they reached their recipient.
+	MarkDelivered(ctx context.Context, ids []int64) error
 	// ReleaseDelivery clears Delivered on an unread message id after a
 	// delivery reached nobody, so that a later retry delivers it.
 	ReleaseDelivery(ctx context.Context, id int64) error

@@ -349,6 +349,17 @@ func testDelivery(t *testing.T, s Store) {
 	saved := save(t, s, text("85", "86", "a"), text("86", "85", "b"), text("85", "86", "c"))
 	ctx := ctxT(t)
 	a, c := saved[0].Message.ID, saved[2].Message.ID
+	// MarkDelivered records deliveries; a retry then claims nothing.
+	b := saved[1].Message.ID
+	if err := s.MarkDelivered(ctx, []int64{b, b, 1 << 40}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.ClaimDelivery(ctx, b); err != nil || ok {
+		t.Fatalf("ClaimDelivery of a message marked delivered = %v, %v; want false", ok, err)
+	}
+	if err := s.MarkDelivered(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
 	// The first delivery of a new message claims it; later ones do not.
 	if ok, err := s.ClaimDelivery(ctx, a); err != nil || !ok {
 		t.Fatalf("ClaimDelivery of a new message = %v, %v; want true", ok, err)
@@ -394,7 +405,7 @@ func testDelivery(t *testing.T, s Store) {
 		t.Fatal(err)
 	}
 	for _, m := range history(t, s, "85", "86", Page{}) {
-		if want := m.ID == a || m.ID == c; m.Delivered != want {
+		if want := m.ID == a || m.ID == b || m.ID == c; m.Delivered != want {
 			t.Errorf("message %d delivered %v, want %v", m.ID, m.Delivered, want)
 		}
 	}
