@@ -74,6 +74,9 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 			h.log.WarnContext(ctx, "claim delivery of a retried message", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)
 		}
 		deliver = claimed
+		// Not claimed: its delivery was recorded after the message was
+		// read (or another retry is delivering it).
+		delivered = err == nil && !claimed
 	}
 	if deliver {
 		delivered = h.deliver(ctx, c, msg, m, saved.Duplicate)
