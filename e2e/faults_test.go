@@ -162,8 +162,8 @@ func (r *faultRun) fault(t *testing.T) time.Time {
 }
 
 // finish stops the load, drains it, fetches every user's history, checks
-// the results and prints the figures.
-func (r *faultRun) finish(t *testing.T, fault string) {
+// the results, prints the figures and returns them.
+func (r *faultRun) finish(t *testing.T, fault string) tally {
 	t.Helper()
 	for _, s := range r.sides {
 		close(s.drain)
@@ -194,6 +194,7 @@ func (r *faultRun) finish(t *testing.T, fault string) {
 	if r.outage != nil {
 		checkOutage(t, *r.outage, r.sides)
 	}
+	return tl
 }
 
 // waitAll waits until ch(s) is closed for every side. After timeout it

@@ -65,7 +65,9 @@ func TestRollingRestart(t *testing.T) {
 	r.probe.watch(t, time.Now())
 	r.probe.settle(t)
 
-	r.finish(t, "rolling-restart") // checks and prints the figures
+	if tl := r.finish(t, "rolling-restart"); tl.redelivered > 0 { // checks and prints the figures
+		t.Errorf("graceful restarts delivered %d text frames twice: %s", tl.redelivered, examples(tl.dupDetail))
+	}
 	var gap time.Duration
 	for _, s := range r.sides { // done: the test's to read
 		gap = max(gap, longestGap(s.saves))
