@@ -17,7 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/gatewire/gatewire/internal/bindtoken"
 )
 
 // bg is the context of every read and write after setup: a context
@@ -204,13 +205,7 @@ func (d *dialer) token(uid string) (string, error) {
 	if len(d.jwtSecret) == 0 {
 		return "", nil
 	}
-	t := time.Now()
-	claims := jwt.RegisteredClaims{
-		Subject:   uid,
-		IssuedAt:  jwt.NewNumericDate(t),
-		ExpiresAt: jwt.NewNumericDate(t.Add(d.tokenTTL)),
-	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(d.jwtSecret)
+	return bindtoken.Sign(d.jwtSecret, uid, d.tokenTTL)
 }
 
 // errRefused is a bind the server refused; retrying will not help.

@@ -125,7 +125,7 @@ func startMetrics(ctx context.Context, g *errgroup.Group, role, addr string, log
 		return err
 	}
 	log.Info("metrics listening", "addr", "http://"+lis.Addr().String()+"/metrics")
-	g.Go(func() error { return metrics.Serve(ctx, lis) })
+	g.Go(func() error { return serveHTTP(ctx, metrics.Handler(), lis, 0) })
 	return nil
 }
 

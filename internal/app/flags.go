@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/gatewire/gatewire/internal/gateway"
 )
 
 // EnvPrefix prefixes the environment variable of every flag
@@ -94,15 +96,15 @@ func gatewayClientFlags(fs *flag.FlagSet, cfg *GatewayConfig) {
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 25e9, "how often clients are pinged (negative disables)")
 	fs.IntVar(&cfg.PingMisses, "ping-misses", 2, "unanswered pings in a row that close a client")
 	fs.IntVar(&cfg.SendQueue, "send-queue", 256, "frames that may wait for one client before it is closed as too slow (1013)")
-	fs.Int64Var(&cfg.SendQueueBytes, "send-queue-bytes", 1<<20, "bytes that may wait for one client before it is closed as too slow (1013)")
-	fs.Float64Var(&cfg.MessageRate, "message-rate", 100, "frames per second one client may send; more get a rate_limited error frame (negative disables)")
-	fs.IntVar(&cfg.MessageBurst, "message-burst", 200, "frames a client may send at once beyond -message-rate")
-	fs.IntVar(&cfg.RateStrikes, "rate-strikes", 20, "frames over the rate a client may send (refilled one per second) before it is closed with 1008")
-	fs.IntVar(&cfg.MaxConns, "max-conns", 100000, "connections this gateway accepts; more get HTTP 503 (negative: no limit)")
-	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 1000, "connections from one client IP; more get HTTP 429 (negative: no limit)")
+	fs.Int64Var(&cfg.SendQueueBytes, "send-queue-bytes", gateway.DefaultSendQueueBytes, "bytes that may wait for one client before it is closed as too slow (1013)")
+	fs.Float64Var(&cfg.MessageRate, "message-rate", gateway.DefaultMessageRate, "frames per second one client may send; more get a rate_limited error frame (negative disables)")
+	fs.IntVar(&cfg.MessageBurst, "message-burst", 2*gateway.DefaultMessageRate, "frames a client may send at once beyond -message-rate")
+	fs.IntVar(&cfg.RateStrikes, "rate-strikes", gateway.DefaultRateStrikes, "frames over the rate a client may send (refilled one per second) before it is closed with 1008")
+	fs.IntVar(&cfg.MaxConns, "max-conns", gateway.DefaultMaxConns, "connections this gateway accepts; more get HTTP 503 (negative: no limit)")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "connections from one client IP; more get HTTP 429 (negative: no limit)")
 	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "load balancers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 10e9, "time a client has to send its WebSocket handshake request")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10e9, "on SIGTERM, time clients have to finish their close (1012) before they are cut")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", gateway.DefaultDrainTimeout, "on SIGTERM, time clients have to finish their close (1012) before they are cut")
 	fs.Var(listFlag{&cfg.OriginPatterns}, "origins", "browser origins allowed besides the gateway's own host, comma-separated host patterns (e.g. chat.example.com,*.example.com)")
 }
 

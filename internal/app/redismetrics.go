@@ -2,7 +2,7 @@ package app
 
 import (
 	"context"
-	"strings"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -11,7 +11,8 @@ import (
 )
 
 // redisMetrics is a go-redis hook observing every command's and
-// pipeline's latency in metrics.RedisOps.
+// pipeline's latency in metrics.RedisOps, commands by the lower-case name
+// go-redis gives them.
 type redisMetrics struct{}
 
 func (redisMetrics) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -20,7 +21,7 @@ func (redisMetrics) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		start := time.Now()
 		err := next(ctx, cmd)
-		metrics.Since(metrics.RedisOps.WithLabelValues(strings.ToLower(cmd.Name()), metrics.Result(redisFailure(err))), start)
+		metrics.Since(metrics.RedisOps.WithLabelValues(cmd.Name(), metrics.Result(redisFailure(err))), start)
 		return err
 	}
 }
@@ -36,7 +37,7 @@ func (redisMetrics) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 
 // redisFailure drops redis.Nil, which is an answer, not a failure.
 func redisFailure(err error) error {
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return nil
 	}
 	return err

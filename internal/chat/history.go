@@ -47,7 +47,7 @@ func (h *Handler) history(ctx context.Context, c *worker.Client, req request) *f
 	msgs, err := h.store.History(callCtx, c.UID, peer, store.Page{Before: before, After: after, Limit: int(limit) + 1})
 	cancel()
 	if err != nil {
-		return storeError("history is unavailable; try again", fmt.Errorf("history %s/%s: %w", c.UID, peer, err))
+		return storeError(err, "history is unavailable; try again", "history %s/%s", c.UID, peer)
 	}
 	more := len(msgs) > int(limit)
 	if more {
@@ -95,7 +95,7 @@ func (h *Handler) read(ctx context.Context, c *worker.Client, req request) *fram
 	n, err := h.store.MarkRead(callCtx, c.UID, peer, upTo)
 	cancel()
 	if err != nil {
-		return storeError("the messages could not be marked read; try again", fmt.Errorf("mark read %s/%s: %w", c.UID, peer, err))
+		return storeError(err, "the messages could not be marked read; try again", "mark read %s/%s", c.UID, peer)
 	}
 	receipt := receiptFrame{Type: typeReceipt, FrontID: c.UID, ToID: peer, UpTo: upTo}
 	if n == 0 {
@@ -131,7 +131,7 @@ func (h *Handler) profile(ctx context.Context, c *worker.Client, req request) *f
 	users, err := h.store.Users(callCtx, c.UID, peer)
 	cancel()
 	if err != nil {
-		return storeError("profiles are unavailable; try again", fmt.Errorf("load users %s, %s: %w", c.UID, peer, err))
+		return storeError(err, "profiles are unavailable; try again", "load users %s, %s", c.UID, peer)
 	}
 	h.reply(ctx, c, profileFrame{Type: typeProfile, Self: profileOf(c.UID, users), Peer: profileOf(peer, users)})
 	return nil
@@ -157,12 +157,14 @@ func AvatarPath(uid string) string {
 	return "/avatars/" + url.PathEscape(uid) + ".svg"
 }
 
-// storeError is the error frame of a failed store call: invalid_field when
-// the store refused the request's values (a uid it cannot hold), else
-// store_failed with message, which says to try again.
-func storeError(message string, err error) *frameError {
+// storeError is the error frame of a failed store call: invalid_field with
+// the store's reason when it refused the request's values (a uid or text it
+// cannot hold), else store_failed with retry, which says to try again. The
+// logged error is err in the context the format and args describe.
+func storeError(err error, retry, format string, args ...any) *frameError {
+	logged := fmt.Errorf(format+": %w", append(args, err)...)
 	if errors.Is(err, store.ErrInvalid) {
-		return &frameError{code: codeInvalidField, message: "a uid of the request cannot be stored (too long, or not valid text)", err: err}
+		return &frameError{code: codeInvalidField, message: "the request cannot be stored: " + err.Error(), err: logged}
 	}
-	return &frameError{code: codeStoreFailed, message: message, err: err}
+	return &frameError{code: codeStoreFailed, message: retry, err: logged}
 }

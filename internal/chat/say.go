@@ -2,8 +2,6 @@ package chat
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/gatewire/gatewire/internal/metrics"
@@ -24,9 +22,9 @@ func (h *Handler) say(ctx context.Context, c *worker.Client, req request) *frame
 	switch {
 	case ferr == nil:
 	case ferr.code == codeStoreFailed:
-		metrics.Says.WithLabelValues("store_failed").Inc()
+		metrics.SaysStoreFailed.Inc()
 	default:
-		metrics.Says.WithLabelValues("refused").Inc()
+		metrics.SaysRefused.Inc()
 	}
 	return ferr
 }
@@ -47,17 +45,14 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 	saved, err := h.saver.Save(callCtx, store.NewMessage{From: s.frontID, To: s.toID, Text: s.data, Kind: store.KindText, CMID: s.cmid})
 	cancel()
 	if err != nil {
-		if errors.Is(err, store.ErrInvalid) {
-			return (&frameError{code: codeInvalidField, message: "the message cannot be stored: " + err.Error(), err: err}).withCMID(s.cmid)
-		}
-		return (&frameError{code: codeStoreFailed, message: "the message was not stored; send it again with the same cmid",
-			err: fmt.Errorf("store message from %s to %s: %w", s.frontID, s.toID, err)}).withCMID(s.cmid)
+		return storeError(err, "the message was not stored; send it again with the same cmid",
+			"store message from %s to %s", s.frontID, s.toID).withCMID(s.cmid)
 	}
-	metrics.Since(metrics.SayLatency.WithLabelValues("persisted"), start)
+	metrics.Since(metrics.SayPersisted, start)
 	if saved.Duplicate {
-		metrics.Says.WithLabelValues("duplicate").Inc()
+		metrics.SaysDuplicate.Inc()
 	} else {
-		metrics.Says.WithLabelValues("saved").Inc()
+		metrics.SaysSaved.Inc()
 	}
 	m := saved.Message
 	msg := h.messageFrame(typeText, c.ID, m)
@@ -80,7 +75,7 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 	}
 	if deliver {
 		delivered = h.deliver(ctx, c, msg, m, saved.Duplicate)
-		metrics.Since(metrics.SayLatency.WithLabelValues("delivered"), start)
+		metrics.Since(metrics.SayDelivered, start)
 	}
 
 	isRead := 0

@@ -175,17 +175,17 @@ func (c *conn) readLoop() error {
 		metrics.FramesReceived.Inc()
 		switch c.throttle.check() {
 		case refuseFrame:
-			metrics.RateLimited.WithLabelValues("refused").Inc()
+			metrics.RateLimitRefused.Inc()
 			c.enqueue(frame{data: c.g.rateLimited})
 			continue
 		case closeAbuser:
-			metrics.RateLimited.WithLabelValues("closed").Inc()
+			metrics.RateLimitClosed.Inc()
 			c.g.log.Info("closing client over the message rate limit", "client_id", c.id)
 			c.closeWith(websocket.StatusPolicyViolation, "message rate limit exceeded")
 			return c.drain()
 		}
-		st := c.state()
-		ev := &linkv1.Event{ClientId: c.id, Uid: st.GetUid(), Session: st.GetSession(), StateVersion: st.GetVersion(),
+		uid, session, version := c.state()
+		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session, StateVersion: version,
 			Kind: &linkv1.Event_Message{Message: &linkv1.Message{Data: data, Binary: typ == websocket.MessageBinary}}}
 		if !c.g.dispatch(c.ctx, c, ev) {
 			if c.ctx.Err() == nil {
@@ -375,11 +375,11 @@ func (c *conn) closeWith(status websocket.StatusCode, reason string) {
 }
 
 // state returns the connection's uid and session with their version, as
-// events and command results carry them.
-func (c *conn) state() *linkv1.ClientState {
+// events carry them.
+func (c *conn) state() (uid string, session []byte, version uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return &linkv1.ClientState{Version: c.version, Uid: c.uid, Session: c.session}
+	return c.uid, c.session, c.version
 }
 
 // info describes the connection for a Query.

@@ -4,20 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"google.golang.org/grpc"
 
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/gateway"
 	"github.com/gatewire/gatewire/internal/worker"
-	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 	registerv1 "github.com/gatewire/gatewire/proto/gatewire/register/v1"
 )
 
@@ -73,26 +69,7 @@ type fuzzRig struct {
 // startFuzzRig starts the rig; everything stops when tb ends.
 func startFuzzRig(tb testing.TB) *fuzzRig {
 	tb.Helper()
-	gw, err := gateway.New(gateway.Config{ReadLimit: fuzzReadLimit, MessageRate: -1}, directory.NewMemory(), nil)
-	if err != nil {
-		tb.Fatalf("gateway.New: %v", err)
-	}
-	wsLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	linkLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		_ = wsLis.Close()
-		tb.Fatal(err)
-	}
-	g := &gatewayServer{
-		gw: gw, wsAddr: wsLis.Addr().String(), linkAddr: linkLis.Addr().String(),
-		http: &http.Server{Handler: gw}, grpc: grpc.NewServer(), serveErr: make(chan error, 2),
-	}
-	linkv1.RegisterLinkServiceServer(g.grpc, gw)
-	go func() { g.serveErr <- g.http.Serve(wsLis) }()
-	go func() { g.serveErr <- g.grpc.Serve(linkLis) }()
+	g := serveTestGateway(tb, gateway.Config{ReadLimit: fuzzReadLimit, MessageRate: -1}, directory.NewMemory())
 
 	w := worker.New(worker.Config{DialOptions: insecureDial}, directory.NewMemory(), nil)
 	w.SetGateways([]*registerv1.Gateway{g.info()})

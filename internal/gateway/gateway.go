@@ -29,6 +29,16 @@ import (
 	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 )
 
+// Defaults of the Config limits (the flags show the same values).
+const (
+	DefaultSendQueueBytes = 1 << 20
+	DefaultMessageRate    = 100
+	DefaultRateStrikes    = 20
+	DefaultMaxConns       = 100000
+	DefaultMaxConnsPerIP  = 1000
+	DefaultDrainTimeout   = 10 * time.Second
+)
+
 // Config configures a Gateway. Zero values mean the documented defaults.
 type Config struct {
 	// ID is the gateway id; zero means a fresh random one (clientid.NewGatewayID).
@@ -97,7 +107,7 @@ func (c *Config) fill() error {
 		v *time.Duration
 		d time.Duration
 	}{{&c.PingInterval, 25 * time.Second}, {&c.WriteTimeout, 10 * time.Second}, {&c.WorkerWait, 3 * time.Second},
-		{&c.DirectoryTimeout, 2 * time.Second}, {&c.DrainTimeout, 10 * time.Second}}
+		{&c.DirectoryTimeout, 2 * time.Second}, {&c.DrainTimeout, DefaultDrainTimeout}}
 	for _, x := range defaults {
 		if *x.v == 0 {
 			*x.v = x.d
@@ -113,22 +123,22 @@ func (c *Config) fill() error {
 		c.SendQueue = 256
 	}
 	if c.SendQueueBytes == 0 {
-		c.SendQueueBytes = 1 << 20
+		c.SendQueueBytes = DefaultSendQueueBytes
 	}
 	if c.MessageRate == 0 {
-		c.MessageRate = 100
+		c.MessageRate = DefaultMessageRate
 	}
 	if c.MessageBurst == 0 {
 		c.MessageBurst = max(1, int(2*c.MessageRate))
 	}
 	if c.RateStrikes == 0 {
-		c.RateStrikes = 20
+		c.RateStrikes = DefaultRateStrikes
 	}
 	if c.MaxConns == 0 {
-		c.MaxConns = 100000
+		c.MaxConns = DefaultMaxConns
 	}
 	if c.MaxConnsPerIP == 0 {
-		c.MaxConnsPerIP = 1000
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
 	if c.ReadLimit < 0 || c.PingMisses < 0 || c.SendQueue < 0 || c.SendQueueBytes < 0 || c.MessageBurst < 0 || c.RateStrikes < 0 {
 		return errors.New("gateway: read limit, ping misses, send queue, burst and strikes must not be negative")

@@ -379,20 +379,30 @@ func (c *cluster) shutdown() {
 
 // startGateway starts a gateway with cfg on the cluster's directory.
 func (c *cluster) startGateway(cfg gateway.Config) *gatewayServer {
-	t := c.t
-	t.Helper()
-	gw, err := gateway.New(cfg, c.dir, nil)
+	c.t.Helper()
+	g := serveTestGateway(c.t, cfg, c.dir)
+	c.mu.Lock()
+	c.gateways = append(c.gateways, g)
+	c.mu.Unlock()
+	return g
+}
+
+// serveTestGateway starts a gateway with cfg on dir, serving WebSockets and
+// links on loopback ports; the caller stops its servers.
+func serveTestGateway(tb testing.TB, cfg gateway.Config, dir directory.Directory) *gatewayServer {
+	tb.Helper()
+	gw, err := gateway.New(cfg, dir, nil)
 	if err != nil {
-		t.Fatalf("gateway.New: %v", err)
+		tb.Fatalf("gateway.New: %v", err)
 	}
 	wsLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	linkLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		_ = wsLis.Close()
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	g := &gatewayServer{
 		gw: gw, wsAddr: wsLis.Addr().String(), linkAddr: linkLis.Addr().String(),
@@ -401,9 +411,6 @@ func (c *cluster) startGateway(cfg gateway.Config) *gatewayServer {
 	linkv1.RegisterLinkServiceServer(g.grpc, gw)
 	go func() { g.serveErr <- g.http.Serve(wsLis) }()
 	go func() { g.serveErr <- g.grpc.Serve(linkLis) }()
-	c.mu.Lock()
-	c.gateways = append(c.gateways, g)
-	c.mu.Unlock()
 	return g
 }
 

@@ -356,7 +356,7 @@ func (g *Gateway) execute(ctx context.Context, cmd *linkv1.Command) *linkv1.Comm
 			return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, "client not connected")
 		}
 		res := ok()
-		res.Session = c.state().GetSession()
+		_, res.Session, _ = c.state()
 		return res
 	case *linkv1.Command_Query:
 		return g.query(k.Query)
@@ -444,7 +444,8 @@ func (g *Gateway) bindCommand(ctx context.Context, clientID string, do func(cont
 	switch err := do(ctx, c); {
 	case err == nil:
 		res := ok()
-		res.State = c.state()
+		uid, session, version := c.state()
+		res.State = &linkv1.ClientState{Version: version, Uid: uid, Session: session}
 		return res
 	case errors.Is(err, errGone):
 		return fail(linkv1.ResultCode_RESULT_CODE_NOT_FOUND, err.Error())

@@ -5,9 +5,6 @@
 package metrics
 
 import (
-	"context"
-	"errors"
-	"net"
 	"net/http"
 	"time"
 
@@ -76,6 +73,25 @@ var (
 	RedisOps   = histogramVec("gatewire_redis_seconds", "Redis command (or pipeline) latency, by command and result (ok, error).", "cmd", "result")
 )
 
+// The label values of the hot paths, resolved once: a lookup by label
+// hashes and locks on every call.
+var (
+	RateLimitRefused = RateLimited.WithLabelValues("refused")
+	RateLimitClosed  = RateLimited.WithLabelValues("closed")
+
+	EventsConnect   = WorkerEvents.WithLabelValues("connect")
+	EventsMessage   = WorkerEvents.WithLabelValues("message")
+	EventsClose     = WorkerEvents.WithLabelValues("close")
+	EventsLostClose = WorkerEvents.WithLabelValues("lost_close")
+
+	SayPersisted    = SayLatency.WithLabelValues("persisted")
+	SayDelivered    = SayLatency.WithLabelValues("delivered")
+	SaysSaved       = Says.WithLabelValues("saved")
+	SaysDuplicate   = Says.WithLabelValues("duplicate")
+	SaysRefused     = Says.WithLabelValues("refused")
+	SaysStoreFailed = Says.WithLabelValues("store_failed")
+)
+
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
@@ -100,23 +116,4 @@ func Handler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
-}
-
-// Serve serves Handler on lis until ctx ends.
-func Serve(ctx context.Context, lis net.Listener) error {
-	s := &http.Server{Handler: Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = s.Shutdown(sctx)
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

@@ -29,6 +29,7 @@ const retireGrace = 15 * time.Second
 type clientMemo struct {
 	uid     string
 	session []byte
+	version uint64 // of uid and session
 }
 
 // clientMemos is a link's set of remembered clients.
@@ -48,7 +49,10 @@ func (s *clientMemos) note(ev *linkv1.Event) {
 	if s.m == nil {
 		s.m = make(map[string]clientMemo)
 	}
-	s.m[ev.GetClientId()] = clientMemo{uid: ev.GetUid(), session: ev.GetSession()}
+	if old, ok := s.m[ev.GetClientId()]; ok && old.version == ev.GetStateVersion() {
+		return // known, and unchanged since
+	}
+	s.m[ev.GetClientId()] = clientMemo{uid: ev.GetUid(), session: ev.GetSession(), version: ev.GetStateVersion()}
 }
 
 // ids returns the remembered client ids.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"sync"
+	"sync/atomic"
 
 	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 )
@@ -17,6 +18,7 @@ import (
 // clientStates remembers, per client, the newest state the worker's calls
 // left it in.
 type clientStates struct {
+	n  atomic.Int64 // len(m): events skip the lock while it is zero
 	mu sync.Mutex
 	m  map[string]*linkv1.ClientState
 }
@@ -35,13 +37,18 @@ func (s *clientStates) note(clientID string, st *linkv1.ClientState) {
 		s.m = make(map[string]*linkv1.ClientState)
 	}
 	s.m[clientID] = st
+	s.n.Store(int64(len(s.m)))
 }
 
 // apply sets c's uid and session from the remembered state when it is
 // newer than the event's; a close forgets the client.
 func (s *clientStates) apply(ev *linkv1.Event, c *Client) {
+	if s.n.Load() == 0 {
+		return // the common case: no call changed a state events lag behind
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() { s.n.Store(int64(len(s.m))) }()
 	st := s.m[ev.GetClientId()]
 	if _, closed := ev.GetKind().(*linkv1.Event_Closed); closed {
 		delete(s.m, ev.GetClientId())

@@ -327,18 +327,18 @@ func (w *Worker) handle(le laneEvent) {
 		for _, h := range k.Connected.GetHeaders() {
 			r.Header[h.GetName()] = h.GetValues()
 		}
-		metrics.WorkerEvents.WithLabelValues("connect").Inc()
+		metrics.EventsConnect.Inc()
 		w.handler.OnConnect(ctx, c)
 		w.handler.OnWebSocketConnect(ctx, c, r)
 	case *linkv1.Event_Message:
-		metrics.WorkerEvents.WithLabelValues("message").Inc()
+		metrics.EventsMessage.Inc()
 		w.handler.OnMessage(ctx, c, Message{Data: k.Message.GetData(), Binary: k.Message.GetBinary()})
 	case *linkv1.Event_Closed:
 		c.CloseCode, c.GatewayLost = int(k.Closed.GetCode()), le.gatewayLost
 		if c.GatewayLost {
-			metrics.WorkerEvents.WithLabelValues("lost_close").Inc()
+			metrics.EventsLostClose.Inc()
 		} else {
-			metrics.WorkerEvents.WithLabelValues("close").Inc()
+			metrics.EventsClose.Inc()
 		}
 		w.handler.OnClose(ctx, c)
 	}
