@@ -66,13 +66,27 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, log *slog.Logger) erro
 		webCfg.DemoTokens = func(uid string) (string, error) { return bindtoken.Sign(key, uid, demoTokenTTL) }
 		log.Warn("demo mode: GET /demo/token hands out a bind token for any uid; never run it in production")
 	}
+	deskWeb, err := wcfg.deskWeb(st, log)
+	if err != nil {
+		return err
+	}
+	if deskWeb != nil {
+		if len(deskWeb.Origins) == 0 { // the sites the gateway accepts
+			deskWeb.Origins = gcfg.OriginPatterns
+		}
+		if cfg.Demo {
+			deskWeb.Agents = st.Agents
+		}
+	}
+	webCfg.Desk = deskWeb
 	gcfg.Web = web.New(webCfg, st)
 	wcfg.Registers, wcfg.Secret = registers, secret
 
 	if gcfg.WSAddr == "" {
 		gcfg.WSAddr = "127.0.0.1:8282"
 	}
-	log.Info("chat page", "url", "http://"+gcfg.WSAddr+"/?from=85&to=86", "websocket", "ws://"+gcfg.WSAddr+"/")
+	log.Info("chat page", "url", "http://"+gcfg.WSAddr+"/?from=85&to=86", "websocket", "ws://"+gcfg.WSAddr+"/",
+		"agent_console", "http://"+gcfg.WSAddr+"/agent", "widget", "http://"+gcfg.WSAddr+"/static/widget.js")
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return serveRegister(ctx, regLis, RegisterConfig{Secret: secret}, register.NewMemoryTable(), dir, log)

@@ -130,6 +130,11 @@ func workerChatFlags(fs *flag.FlagSet, cfg *WorkerConfig, defaultPushAddr, defau
 	fs.StringVar(&cfg.PushTLSCert, "push-tls-cert", "", "PEM certificate to serve the Push API over TLS (with -push-tls-key)")
 	fs.StringVar(&cfg.PushTLSKey, "push-tls-key", "", "PEM private key of -push-tls-cert")
 	fs.StringVar(&cfg.WebSocketURL, "ws-url", "", "WebSocket URL the chat page connects to (default: the page's own host)")
+	fs.IntVar(&cfg.AgentCap, "agent-cap", 5, "open conversations the desk assigns one agent at most; more wait in the queue (0: no cap)")
+	fs.DurationVar(&cfg.PresenceGrace, "presence-grace", 30e9, "how long an agent may be without any connection before the desk sets them offline")
+	fs.Var(listFlag{&cfg.DeskOrigins}, "desk-origins", "sites (host patterns, comma-separated) that may embed the desk's widget; they also need the gateways' -origins (all-in-one default: -origins)")
+	fs.StringVar(&cfg.ImageDir, "image-dir", "", "directory for uploaded images ('' keeps them in the store)")
+	fs.Int64Var(&cfg.MaxImageBytes, "image-max-bytes", 5<<20, "largest image upload, in bytes")
 }
 
 // WorkerFlags registers a worker process's flags into cfg.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gatewire/gatewire/internal/bindtoken"
 	"github.com/gatewire/gatewire/internal/chat"
+	"github.com/gatewire/gatewire/internal/desk"
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/push"
 	"github.com/gatewire/gatewire/internal/register"
@@ -59,6 +61,58 @@ type WorkerConfig struct {
 	// WebSocketURL is where the chat page connects; empty means the page's
 	// own host.
 	WebSocketURL string
+	// AgentCap caps the open conversations the desk assigns one agent
+	// (zero or negative: no cap).
+	AgentCap int
+	// PresenceGrace is how long an agent may be without any connection
+	// before the desk sets them offline.
+	PresenceGrace time.Duration
+	// DeskOrigins are the sites (host patterns) allowed to embed the
+	// desk's widget; they must be allowed by the gateways' -origins too.
+	DeskOrigins []string
+	// ImageDir keeps uploaded images in a directory; empty keeps them in
+	// the store.
+	ImageDir string
+	// MaxImageBytes bounds an image upload.
+	MaxImageBytes int64
+}
+
+// images returns where uploaded images live: ImageDir, or the store.
+func (cfg WorkerConfig) images(st store.Store) (store.ImageStore, error) {
+	if cfg.ImageDir == "" {
+		return st, nil
+	}
+	d, err := store.NewDirImages(cfg.ImageDir)
+	if err != nil {
+		return nil, fmt.Errorf("worker: -image-dir: %w", err)
+	}
+	return d, nil
+}
+
+// deskWeb returns the desk's HTTP side, or nil (with a warning) when there
+// is no -jwt-secret to sign visitor tokens with.
+func (cfg WorkerConfig) deskWeb(st store.Store, log *slog.Logger) (*web.DeskConfig, error) {
+	if cfg.JWTSecret == "" {
+		discard(log).Warn("desk: no -jwt-secret, so no visitor tokens: the widget and image uploads are disabled")
+		return nil, nil
+	}
+	tokens, err := bindtoken.NewVerifier([]byte(cfg.JWTSecret))
+	if err != nil {
+		return nil, fmt.Errorf("worker: -jwt-secret: %w", err)
+	}
+	images, err := cfg.images(st)
+	if err != nil {
+		return nil, err
+	}
+	key := []byte(cfg.JWTSecret)
+	return &web.DeskConfig{
+		SignToken:     func(uid string, ttl time.Duration) (string, error) { return bindtoken.Sign(key, uid, ttl) },
+		VerifyToken:   tokens.Verify,
+		Origins:       cfg.DeskOrigins,
+		Images:        images,
+		MaxImageBytes: cfg.MaxImageBytes,
+		Log:           log,
+	}, nil
 }
 
 // RunWorker runs a chat worker reading the Redis directory and keeping
@@ -86,8 +140,15 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		log.Info("chat page listening", "addr", "http://"+lis.Addr().String()+"/")
-		g.Go(func() error { return serveHTTP(gctx, web.New(web.Config{WebSocketURL: cfg.WebSocketURL}, st), lis, 0) })
+		deskWeb, err := cfg.deskWeb(st, log)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		log.Info("chat page listening", "addr", "http://"+lis.Addr().String()+"/", "agent_console", "http://"+lis.Addr().String()+"/agent")
+		g.Go(func() error {
+			return serveHTTP(gctx, web.New(web.Config{WebSocketURL: cfg.WebSocketURL, Desk: deskWeb}, st), lis, 0)
+		})
 	}
 	g.Go(func() error { return serveWorker(gctx, cfg, directory.NewRedis(rdb, cfg.Redis.prefix()), st, log) })
 	return g.Wait()
@@ -107,6 +168,18 @@ func openStore(ctx context.Context, url string, demoUsers bool, log *slog.Logger
 			return nil, fmt.Errorf("load demo users: %w", err)
 		}
 		discard(log).Info("demo users loaded", "users", len(store.DemoUsers()))
+		canned, err := st.CannedReplies(ctx)
+		if err == nil && len(canned) == 0 {
+			for _, r := range store.DemoCannedReplies() {
+				if err = st.SaveCannedReply(ctx, r, time.Now()); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("load demo canned replies: %w", err)
+		}
 	}
 	return st, nil
 }
@@ -155,8 +228,18 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 		return fmt.Errorf("worker: %w", err)
 	}
 	cfg.DialOptions = append(cfg.DialOptions, dial...)
+	images, err := cfg.images(st)
+	if err != nil {
+		return err
+	}
 	w := worker.New(cfg.Config, dir, log)
-	h := chat.New(chat.Config{Tokens: tokens, InsecureBind: cfg.InsecureBind}, w.API(), st, log)
+	agentCap := cfg.AgentCap
+	if agentCap <= 0 {
+		agentCap = -1 // no cap
+	}
+	dk := desk.New(desk.Config{MaxOpen: agentCap, Grace: cfg.PresenceGrace, Images: images}, w.API(), st, log)
+	defer dk.Close() // after the chat's Close
+	h := chat.New(chat.Config{Tokens: tokens, InsecureBind: cfg.InsecureBind, Extension: dk}, w.API(), st, log)
 	defer h.Close() // after w.Run returned: no event is in flight
 	reg, err := register.NewClient(cfg.Registers, log, dial...)
 	if err != nil {
@@ -195,6 +278,7 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 		g.Go(func() error { return serveGRPC(gctx, gs, lis) })
 	}
 	g.Go(func() error { reg.Watch(gctx, w.SetGateways); return nil })
+	g.Go(func() error { dk.Run(gctx); return nil })
 	g.Go(func() error { return w.Run(gctx, h) })
 	return g.Wait()
 }

@@ -34,6 +34,24 @@ type Config struct {
 	Location *time.Location
 	// Timeout bounds each API call; zero (or negative) means 5s.
 	Timeout time.Duration
+	// Extension, when set, handles the request types the chat does not
+	// know (the customer-service desk's "desk.*" requests) and hears of
+	// every close.
+	Extension Extension
+}
+
+// Extension adds request types to a Handler. The Handler decodes a frame
+// as a JSON object with a "type" first; a type the chat does not know goes
+// to the Extension if it handles it, else it gets the unknown_type error.
+type Extension interface {
+	// HandlesType reports whether the extension handles requests of type
+	// typ.
+	HandlesType(typ string) bool
+	// OnRequest handles one such request: data is the whole frame. The
+	// extension answers the client itself, errors included.
+	OnRequest(ctx context.Context, c *worker.Client, typ string, data []byte)
+	// OnClose runs for every closed connection, after the chat's.
+	OnClose(ctx context.Context, c *worker.Client)
 }
 
 // Handler is the chat's worker.Handler. It is safe for concurrent use.
@@ -46,6 +64,7 @@ type Handler struct {
 	store        store.Store
 	saver        *store.Batcher
 	marker       *store.Marker
+	ext          Extension
 	log          *slog.Logger
 	closeOnce    sync.Once
 }
@@ -63,6 +82,7 @@ func New(cfg Config, api worker.API, st store.Store, log *slog.Logger) *Handler 
 		timeout:      cfg.Timeout,
 		api:          api,
 		store:        st,
+		ext:          cfg.Extension,
 		log:          log,
 	}
 	if h.loc == nil {
@@ -136,9 +156,13 @@ func (h *Handler) refuse(ctx context.Context, c *worker.Client, ref string, err 
 	h.reply(ctx, c, errorFrame{Type: typeError, Code: err.code, Message: err.message, Ref: ref, CMID: err.cmid})
 }
 
-// OnClose does nothing: the gateway removes the connection's directory
-// entries itself.
-func (h *Handler) OnClose(ctx context.Context, c *worker.Client) {}
+// OnClose does nothing but tell the Extension, if any: the gateway removes
+// the connection's directory entries itself.
+func (h *Handler) OnClose(ctx context.Context, c *worker.Client) {
+	if h.ext != nil {
+		h.ext.OnClose(ctx, c)
+	}
+}
 
 // dispatch decodes a frame and runs its request. It returns the request's
 // type, when known, and the error to report to the client, if any.
@@ -162,6 +186,10 @@ func (h *Handler) dispatch(ctx context.Context, c *worker.Client, m worker.Messa
 	case typeProfile:
 		return req.typ, h.profile(ctx, c, req)
 	default:
+		if h.ext != nil && h.ext.HandlesType(req.typ) {
+			h.ext.OnRequest(ctx, c, req.typ, m.Data)
+			return req.typ, nil
+		}
 		return req.typ, newFrameError(codeUnknownType, `unknown message type; known types are "bind", "say", "history", "read" and "profile"`)
 	}
 }

@@ -13,3 +13,16 @@ func DemoUsers() []User {
 		{UID: "89", Nickname: "雨薇", AvatarURL: "/avatars/89.svg", Role: RoleVisitor},
 	}
 }
+
+// DemoCannedReplies returns a few canned replies for the demo agents, in
+// Chinese and in English; the all-in-one loads them into an empty list.
+func DemoCannedReplies() []CannedReply {
+	return []CannedReply{
+		{Shortcut: "hello", Body: "您好，很高兴为您服务！请问有什么可以帮您？"},
+		{Shortcut: "wait", Body: "请稍等，我帮您查询一下。"},
+		{Shortcut: "thanks", Body: "感谢您的耐心等待！"},
+		{Shortcut: "bye", Body: "感谢您的咨询，祝您生活愉快！再见。"},
+		{Shortcut: "hello-en", Body: "Hello! How can I help you today?"},
+		{Shortcut: "wait-en", Body: "One moment please, I'm looking into it."},
+	}
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -10,7 +11,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 )
+
+// deskLockKey is the pg_advisory_xact_lock key that serialises the desk's
+// assignment transactions: "gw-desk!" in ASCII.
+const deskLockKey int64 = 0x67772d6465736b21
 
 // migrationLockKey is the pg_advisory_xact_lock key that serialises schema
 // migrations of every gatewire process on one database: "gatewire" in ASCII.
@@ -26,6 +32,8 @@ const pgMaxAttempts = 4
 // safe for concurrent use.
 type Postgres struct {
 	pool *pgxpool.Pool
+	db   *sql.DB // the pool through database/sql, for the desk
+	*deskSQL
 }
 
 var _ Store = (*Postgres)(nil)
@@ -52,7 +60,20 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
-	return &Postgres{pool: pool}, nil
+	db := stdlib.OpenDBFromPool(pool)
+	s := &Postgres{pool: pool, db: db}
+	s.deskSQL = &deskSQL{w: db, r: db, d: dialect{}, begin: func(ctx context.Context, serial bool) (*sql.Tx, error) {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil || !serial {
+			return tx, err
+		}
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, deskLockKey); err != nil {
+			_ = tx.Rollback()
+			return nil, err
+		}
+		return tx, nil
+	}}
+	return s, nil
 }
 
 // migratePostgres applies the migrations the database lacks, in one
@@ -109,22 +130,22 @@ func migratePostgres(ctx context.Context, pool *pgxpool.Pool) (err error) {
 }
 
 // pgMessageColumns are the columns scanned by scanPgMessage.
-const pgMessageColumns = `id, from_uid, to_uid, body, kind, cmid, created_at, delivered, read_at`
+const pgMessageColumns = `id, from_uid, to_uid, body, kind, cmid, created_at, delivered, read_at, conv`
 
 // pgInsertMessages inserts a batch in one statement. The arrays are the
-// batch's from, to, body, kind and cmid, element i being message i; ORDER BY
+// batch's from, to, body, kind, cmid and conv, element i being message i; ORDER BY
 // ordinality makes the identity values follow input order. A (from_uid,
 // cmid) already stored, or repeated earlier in the batch, is skipped and
 // returns no row. peer_lo/peer_hi compare in byte order (COLLATE "C"), as
 // peers does in Go and SQLite's BINARY collation does.
 const pgInsertMessages = `
-INSERT INTO messages (from_uid, to_uid, peer_lo, peer_hi, body, kind, cmid, delivered)
+INSERT INTO messages (from_uid, to_uid, peer_lo, peer_hi, body, kind, cmid, delivered, conv)
 SELECT u.from_uid, u.to_uid,
        LEAST(u.from_uid COLLATE "C", u.to_uid COLLATE "C"),
        GREATEST(u.from_uid COLLATE "C", u.to_uid COLLATE "C"),
-       u.body, u.kind, u.cmid, false
-FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[])
-     WITH ORDINALITY AS u(from_uid, to_uid, body, kind, cmid, ord)
+       u.body, u.kind, u.cmid, false, u.conv
+FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[], $6::text[])
+     WITH ORDINALITY AS u(from_uid, to_uid, body, kind, cmid, conv, ord)
 ORDER BY u.ord
 ON CONFLICT (from_uid, cmid) WHERE cmid <> '' DO NOTHING
 RETURNING id, from_uid, cmid, created_at`
@@ -190,12 +211,13 @@ func (s *Postgres) SaveMessages(ctx context.Context, msgs []NewMessage) ([]Saved
 	body := make([]string, len(msgs))
 	kind := make([]int16, len(msgs))
 	cmid := make([]string, len(msgs))
+	conv := make([]string, len(msgs))
 	for i, m := range msgs {
-		from[i], to[i], body[i], kind[i], cmid[i] = m.From, m.To, m.Text, int16(m.Kind), m.CMID
+		from[i], to[i], body[i], kind[i], cmid[i], conv[i] = m.From, m.To, m.Text, int16(m.Kind), m.CMID, m.Conv
 	}
 	var inserted []pgInserted
 	for attempt := 1; ; attempt++ {
-		rows, _ := s.pool.Query(ctx, pgInsertMessages, from, to, body, kind, cmid)
+		rows, _ := s.pool.Query(ctx, pgInsertMessages, from, to, body, kind, cmid, conv)
 		var err error
 		inserted, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgInserted, error) {
 			var r pgInserted
@@ -344,6 +366,7 @@ func newStored(m NewMessage, id int64, createdAt time.Time) Message {
 		Text:      m.Text,
 		Kind:      m.Kind,
 		CMID:      m.CMID,
+		Conv:      m.Conv,
 		CreatedAt: createdAt.UTC(),
 	}
 }
@@ -355,7 +378,7 @@ func scanPgMessage(row pgx.CollectableRow) (Message, error) {
 		kind   int16
 		readAt *time.Time
 	)
-	if err := row.Scan(&m.ID, &m.From, &m.To, &m.Text, &kind, &m.CMID, &m.CreatedAt, &m.Delivered, &readAt); err != nil {
+	if err := row.Scan(&m.ID, &m.From, &m.To, &m.Text, &kind, &m.CMID, &m.CreatedAt, &m.Delivered, &readAt, &m.Conv); err != nil {
 		return Message{}, err
 	}
 	m.Kind = Kind(kind)
@@ -526,6 +549,7 @@ WHERE (users.nickname, users.avatar_url, users.role) IS DISTINCT FROM (excluded.
 
 // Close implements Store. It is idempotent.
 func (s *Postgres) Close() error {
+	_ = s.db.Close()
 	s.pool.Close()
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,8 +55,15 @@ func openPostgresT(tb testing.TB, dsn string) *Postgres {
 
 func TestPostgres(t *testing.T) {
 	dsn := testsvc.Postgres(t)
+	var dsns sync.Map // *Postgres → its DSN
 	testStore(t, func(t *testing.T) Store {
-		return openPostgresT(t, freshDatabase(t, dsn))
+		db := freshDatabase(t, dsn)
+		s := openPostgresT(t, db)
+		dsns.Store(s, db)
+		return s
+	}, func(t *testing.T, s Store) Store {
+		db, _ := dsns.Load(s)
+		return openPostgresT(t, db.(string))
 	})
 }
 

@@ -30,6 +30,7 @@ const sqliteBusyTimeout = 10 * time.Second
 // progress. Other processes using the same file are serialised by SQLite's
 // file locks and the busy timeout.
 type SQLite struct {
+	*deskSQL
 	w, r      *sql.DB
 	closeOnce sync.Once
 	closeErr  error
@@ -79,7 +80,11 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: open sqlite %s: %w", path, err)
 	}
-	return &SQLite{w: w, r: r}, nil
+	desk := &deskSQL{w: w, r: r, d: dialect{sqlite: true}, begin: func(ctx context.Context, _ bool) (*sql.Tx, error) {
+		// One write connection, BEGIN IMMEDIATE: every write is serial.
+		return sqliteBegin(ctx, w)
+	}}
+	return &SQLite{deskSQL: desk, w: w, r: r}, nil
 }
 
 // migrateSQLite applies the migrations the database lacks in one
@@ -175,14 +180,14 @@ func sqliteBusy(err error) bool {
 }
 
 // sqliteMessageColumns are the columns scanned by scanSQLiteMessage.
-const sqliteMessageColumns = `id, from_uid, to_uid, body, kind, cmid, created_at, delivered, read_at`
+const sqliteMessageColumns = `id, from_uid, to_uid, body, kind, cmid, created_at, delivered, read_at, conv`
 
 // Statements. History, MarkRead and UnreadCounts use the same indexes as on
 // PostgreSQL.
 const (
 	sqliteInsertMessage = `
-INSERT INTO messages (from_uid, to_uid, peer_lo, peer_hi, body, kind, cmid, created_at, delivered)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
+INSERT INTO messages (from_uid, to_uid, peer_lo, peer_hi, body, kind, cmid, created_at, delivered, conv)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
 ON CONFLICT (from_uid, cmid) WHERE cmid <> '' DO NOTHING
 RETURNING id`
 	sqliteSelectByCMID = `
@@ -234,7 +239,7 @@ func (s *SQLite) SaveMessages(ctx context.Context, msgs []NewMessage) ([]Saved, 
 		for i, m := range msgs {
 			lo, hi := peers(m.From, m.To)
 			var id int64
-			err := ins.QueryRowContext(ctx, m.From, m.To, lo, hi, m.Text, int(m.Kind), m.CMID, now.UnixMicro()).Scan(&id)
+			err := ins.QueryRowContext(ctx, m.From, m.To, lo, hi, m.Text, int(m.Kind), m.CMID, now.UnixMicro(), m.Conv).Scan(&id)
 			if err == nil {
 				out[i] = Saved{Message: newStored(m, id, now)}
 				continue
@@ -274,7 +279,7 @@ func scanSQLiteMessage(row scanner) (Message, error) {
 		createdAt int64
 		readAt    sql.NullInt64
 	)
-	if err := row.Scan(&m.ID, &m.From, &m.To, &m.Text, &kind, &m.CMID, &createdAt, &m.Delivered, &readAt); err != nil {
+	if err := row.Scan(&m.ID, &m.From, &m.To, &m.Text, &kind, &m.CMID, &createdAt, &m.Delivered, &readAt, &m.Conv); err != nil {
 		return Message{}, err
 	}
 	m.Kind = Kind(kind)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sync/errgroup"
@@ -26,8 +27,15 @@ func openSQLiteT(t testing.TB, path string) *SQLite {
 }
 
 func TestSQLite(t *testing.T) {
+	var paths sync.Map // *SQLite → its file
 	testStore(t, func(t *testing.T) Store {
-		return openSQLiteT(t, filepath.Join(t.TempDir(), "chat.db"))
+		path := filepath.Join(t.TempDir(), "chat.db")
+		s := openSQLiteT(t, path)
+		paths.Store(s, path)
+		return s
+	}, func(t *testing.T, s Store) Store {
+		path, _ := paths.Load(s)
+		return openSQLiteT(t, path.(string))
 	})
 }
 

@@ -28,13 +28,18 @@ const (
 )
 
 // Kind is a message's content type (the seed's `type` column: 1 text,
-// 2 image).
+// 2 image; 3 is the desk's system lines).
 type Kind int
 
 // Kinds.
 const (
 	KindText  Kind = 1
 	KindImage Kind = 2
+	// KindSystem is a line the desk writes into a conversation (an
+	// assignment, a transfer): From is DeskUID, Conv is set, and Text is
+	// {"code":"...","params":{...}}, which clients render in their own
+	// language.
+	KindSystem Kind = 3
 )
 
 // User is a chat participant.
@@ -56,6 +61,9 @@ type NewMessage struct {
 	// message with the same (From, CMID) is not stored again: the first one
 	// is returned instead.
 	CMID string
+	// Conv is the visitor uid of the desk conversation the message belongs
+	// to ("" for plain chat); it must be From or To.
+	Conv string
 }
 
 // Message is a stored message.
@@ -67,6 +75,8 @@ type Message struct {
 	Text string
 	Kind Kind
 	CMID string
+	// Conv is the desk conversation ("" for plain chat).
+	Conv string
 	// CreatedAt is when it was stored (microsecond precision, UTC).
 	CreatedAt time.Time
 	// Delivered is set once a delivery reached a connection of To, or
@@ -109,8 +119,12 @@ var ErrInvalid = errors.New("store: invalid argument")
 // MaxTextBytes is the longest message text a store accepts.
 const MaxTextBytes = 16 << 10
 
-// Store is the chat's durable state.
+// Store is the chat's durable state: messages and users, and the
+// customer-service desk's conversations, presence, images and canned
+// replies (DeskStore).
 type Store interface {
+	DeskStore
+
 	// SaveMessages stores a batch in one round trip where the database
 	// allows, returning one Saved per input, in input order. Either every
 	// message is stored (or found as a duplicate) or an error is returned.

@@ -21,8 +21,10 @@ func TestMain(m *testing.M) {
 }
 
 // testStore is the contract every Store implementation passes. open returns
-// a store on an empty database, closed when t ends.
-func testStore(t *testing.T, open func(t *testing.T) Store) {
+// a store on an empty database, closed when t ends; again opens another
+// store on the database of one open returned, as a second worker process
+// would.
+func testStore(t *testing.T, open func(t *testing.T) Store, again func(t *testing.T, s Store) Store) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s Store)
@@ -40,6 +42,18 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		{"InvalidInput", testInvalidInput},
 		{"ConcurrentSave", testConcurrentSave},
 		{"CloseIdempotent", testCloseIdempotent},
+		// The customer-service desk (desk_contract_test.go).
+		{"DeskVisitor", testDeskVisitor},
+		{"DeskAssignLeastLoaded", testDeskAssignLeastLoaded},
+		{"DeskReturningVisitor", testDeskReturningVisitor},
+		{"DeskQueueOldestFirst", testDeskQueueOldestFirst},
+		{"DeskClaimTransferClose", testDeskClaimTransferClose},
+		{"DeskPresence", testDeskPresence},
+		{"DeskMessages", testDeskMessages},
+		{"DeskConversationList", testDeskConversationList},
+		{"DeskImages", testDeskImages},
+		{"DeskCannedReplies", testDeskCannedReplies},
+		{"DeskInvalidInput", testDeskInvalidInput},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,6 +61,11 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 			tc.fn(t, open(t))
 		})
 	}
+	t.Run("DeskConcurrentAssign", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		testDeskConcurrentAssign(t, s, again(t, s))
+	})
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -60,8 +60,14 @@ func checkNewMessage(m NewMessage) error {
 	if err := checkUID("To", m.To); err != nil {
 		return err
 	}
-	if m.Kind != KindText && m.Kind != KindImage {
+	if m.Kind != KindText && m.Kind != KindImage && m.Kind != KindSystem {
 		return fmt.Errorf("%w: unknown Kind %d", ErrInvalid, m.Kind)
+	}
+	if m.Kind == KindSystem && (m.Conv == "" || m.From != DeskUID) {
+		return fmt.Errorf("%w: a system line (Kind 3) belongs to a desk conversation and comes from %q", ErrInvalid, DeskUID)
+	}
+	if m.Conv != "" && m.Conv != m.From && m.Conv != m.To {
+		return fmt.Errorf("%w: Conv %q is neither From nor To", ErrInvalid, m.Conv)
 	}
 	if len(m.Text) > MaxTextBytes {
 		return fmt.Errorf("%w: Text is %d bytes, longer than %d", ErrInvalid, len(m.Text), MaxTextBytes)

@@ -33,6 +33,11 @@ type Config struct {
 	// out a bind token for any uid, and makes the page use it. Only the
 	// all-in-one's demo mode sets it: it lets anyone be anyone.
 	DemoTokens func(uid string) (string, error)
+	// Desk, when set, serves the customer-service desk: the widget's
+	// visitor tokens (POST /desk/visitor), image uploads (POST
+	// /desk/images, GET /desk/images/<id>[/thumb]) and the agent console
+	// (GET /agent). The widget is /static/widget.js.
+	Desk *DeskConfig
 }
 
 // UserLookup finds users by uid (store.Store satisfies it).
@@ -47,9 +52,13 @@ func New(cfg Config, users UserLookup) http.Handler {
 	assets := http.StripPrefix("/static/", http.FileServerFS(static))
 	mux.HandleFunc("GET /static/", func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/") || strings.HasSuffix(r.URL.Path, ".html") {
-			http.NotFound(w, r) // the page is served only at /, with its config
+			http.NotFound(w, r) // pages are served only at / and /agent, with their config
 			return
 		}
+		// The assets are public; the widget, on other sites, fetches its
+		// language catalogs.
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Cache-Control", "no-cache")
 		assets.ServeHTTP(w, r)
 	})
 	mux.HandleFunc("GET /avatars/{file}", func(w http.ResponseWriter, r *http.Request) {
@@ -60,27 +69,37 @@ func New(cfg Config, users UserLookup) http.Handler {
 			serveDemoToken(w, r, cfg.DemoTokens)
 		})
 	}
+	if cfg.Desk != nil {
+		deskRoutes(mux, static, cfg)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		servePage(w, static, cfg)
+		serveHTML(w, static, "index.html", pageCSP, map[string]any{"wsUrl": cfg.WebSocketURL, "demoTokens": cfg.DemoTokens != nil})
 	})
 	return mux
 }
 
-// servePage serves index.html with the page's configuration injected.
-func servePage(w http.ResponseWriter, static fs.FS, cfg Config) {
-	page, err := fs.ReadFile(static, "index.html")
+// pageCSP is the chat page's Content-Security-Policy; the agent console's
+// also shows images the agent picked before they are uploaded (blob:).
+const (
+	pageCSP    = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'"
+	consoleCSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self'; script-src 'self'"
+)
+
+// serveHTML serves a page of static with its configuration injected.
+func serveHTML(w http.ResponseWriter, static fs.FS, file, csp string, config map[string]any) {
+	page, err := fs.ReadFile(static, file)
 	if err != nil {
 		http.Error(w, "page missing", http.StatusInternalServerError)
 		return
 	}
 	// json.Marshal escapes <, > and &, so nothing in the value can end the
 	// script element; browsers do not decode entities inside it.
-	conf, _ := json.Marshal(map[string]any{"wsUrl": cfg.WebSocketURL, "demoTokens": cfg.DemoTokens != nil})
+	conf, _ := json.Marshal(config)
 	out := strings.Replace(string(page), "<!--CONFIG-->",
 		`<script id="gatewire-config" type="application/json">`+string(conf)+`</script>`, 1)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'")
+	w.Header().Set("Content-Security-Policy", csp)
 	_, _ = w.Write([]byte(out))
 }
 
