@@ -57,6 +57,7 @@ func RunAllInOne(ctx context.Context, cfg AllInOneConfig, log *slog.Logger) erro
 	gcfg.Registers, gcfg.Secret = registers, secret
 	gcfg.LinkAddr, gcfg.LinkAdvertise = "127.0.0.1:0", ""
 	wcfg := cfg.Worker
+	wcfg.TrustedProxies = gcfg.TrustedProxies // the gateway serves the pages
 	webCfg := web.Config{WebSocketURL: cfg.Worker.WebSocketURL}
 	if cfg.Demo {
 		if wcfg.JWTSecret == "" {

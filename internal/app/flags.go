@@ -135,6 +135,8 @@ func workerChatFlags(fs *flag.FlagSet, cfg *WorkerConfig, defaultPushAddr, defau
 	fs.Var(listFlag{&cfg.DeskOrigins}, "desk-origins", "sites (host patterns, comma-separated) that may embed the desk's widget; they also need the gateways' -origins (all-in-one default: -origins)")
 	fs.StringVar(&cfg.ImageDir, "image-dir", "", "directory for uploaded images ('' keeps them in the store)")
 	fs.Int64Var(&cfg.MaxImageBytes, "image-max-bytes", 5<<20, "largest image upload, in bytes")
+	fs.Float64Var(&cfg.VisitorTokenRate, "desk-token-rate", 60, "visitor tokens one client IP may get a minute from POST /desk/visitor; more get HTTP 429 (0: no limit)")
+	fs.Float64Var(&cfg.ImageRate, "image-rate", 20, "image uploads one client IP may make a minute; more get HTTP 429 (0: no limit)")
 }
 
 // WorkerFlags registers a worker process's flags into cfg.
@@ -143,6 +145,7 @@ func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
 	fs.StringVar(&cfg.Store, "store", "", "message store: postgres://user@host/db or sqlite:<path> (required)")
 	fs.BoolVar(&cfg.DemoUsers, "demo-users", false, "load the seed's five demo users (85-89) into the store at start")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "chat page HTTP listen address ('' disables it)")
+	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "load balancers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client")
 	metricsFlag(fs, &cfg.MetricsAddr, "127.0.0.1:9283")
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)

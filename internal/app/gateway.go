@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gatewire/gatewire/internal/clientip"
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/gateway"
 	"github.com/gatewire/gatewire/internal/register"
@@ -100,7 +101,7 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 	if cfg.PublicAddress == "" {
 		cfg.PublicAddress = wsLis.Addr().String()
 	}
-	if cfg.Config.TrustedProxies, err = gateway.ParsePrefixes(cfg.TrustedProxies); err != nil {
+	if cfg.Config.TrustedProxies, err = clientip.ParsePrefixes(cfg.TrustedProxies); err != nil {
 		wsLis.Close()
 		linkLis.Close()
 		return fmt.Errorf("gateway: -trusted-proxies: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatewire/gatewire/internal/bindtoken"
 	"github.com/gatewire/gatewire/internal/chat"
+	"github.com/gatewire/gatewire/internal/clientip"
 	"github.com/gatewire/gatewire/internal/desk"
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/push"
@@ -75,6 +76,14 @@ type WorkerConfig struct {
 	ImageDir string
 	// MaxImageBytes bounds an image upload.
 	MaxImageBytes int64
+	// VisitorTokenRate and ImageRate limit, per client IP and minute, the
+	// visitor tokens the desk hands out and the images it takes (zero or
+	// negative: no limit).
+	VisitorTokenRate, ImageRate float64
+	// TrustedProxies lists the load balancers (IPs or CIDRs) whose
+	// X-Forwarded-For names the client of the chat page's HTTP endpoints.
+	// The all-in-one uses its gateway's.
+	TrustedProxies []string
 }
 
 // images returns where uploaded images live: ImageDir, or the store.
@@ -104,6 +113,10 @@ func (cfg WorkerConfig) deskWeb(st store.Store, log *slog.Logger) (*web.DeskConf
 	if err != nil {
 		return nil, err
 	}
+	trusted, err := clientip.ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("worker: -trusted-proxies: %w", err)
+	}
 	key := []byte(cfg.JWTSecret)
 	return &web.DeskConfig{
 		SignToken:     func(uid string, ttl time.Duration) (string, error) { return bindtoken.Sign(key, uid, ttl) },
@@ -111,7 +124,11 @@ func (cfg WorkerConfig) deskWeb(st store.Store, log *slog.Logger) (*web.DeskConf
 		Origins:       cfg.DeskOrigins,
 		Images:        images,
 		MaxImageBytes: cfg.MaxImageBytes,
-		Log:           log,
+		// A minute's worth at once: a page may load several times quickly.
+		VisitorTokens:  clientip.NewLimiter(cfg.VisitorTokenRate, int(cfg.VisitorTokenRate)),
+		Uploads:        clientip.NewLimiter(cfg.ImageRate, int(cfg.ImageRate)),
+		TrustedProxies: trusted,
+		Log:            log,
 	}, nil
 }
 

@@ -863,6 +863,7 @@ func TestSayRefused(t *testing.T) {
 		{"forged frontId with cmid", "85", `{"type":"say","frontId":"86","toId":"87","data":"hi","cmid":"m1"}`, "forbidden", "m1"},
 		{"forged integer frontId", "85", `{"type":"say","frontId":86,"toId":"86","data":"hi"}`, "forbidden", ""},
 		{"frontId differs by case", "abc", `{"type":"say","frontId":"ABC","toId":"86","data":"hi"}`, "forbidden", ""},
+		{"widget visitor", "v_0123456789abcdef01234567", `{"type":"say","frontId":"v_0123456789abcdef01234567","toId":"86","data":"hi","cmid":"m1"}`, "forbidden", "m1"},
 		{"missing frontId", "85", `{"type":"say","toId":"86","data":"hi"}`, "missing_field", ""},
 		{"missing toId", "85", `{"type":"say","frontId":"85","data":"hi"}`, "missing_field", ""},
 		{"empty toId", "85", `{"type":"say","frontId":"85","toId":"","data":"hi"}`, "missing_field", ""},

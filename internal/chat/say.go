@@ -41,6 +41,10 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 	if s.frontID != c.UID {
 		return newFrameError(codeForbidden, "frontId must be the uid this connection is bound to").withCMID(s.cmid)
 	}
+	if store.IsAnonymousVisitor(c.UID) {
+		// Anyone may get such an identity: it reaches only the desk.
+		return newFrameError(codeForbidden, "a widget visitor writes to the desk with desk.say, not to a uid").withCMID(s.cmid)
+	}
 	callCtx, cancel := context.WithTimeout(ctx, h.timeout)
 	saved, err := h.saver.Save(callCtx, store.NewMessage{From: s.frontID, To: s.toID, Text: s.data, Kind: store.KindText, CMID: s.cmid})
 	cancel()

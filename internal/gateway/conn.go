@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gatewire/gatewire/internal/clientid"
+	"github.com/gatewire/gatewire/internal/clientip"
 	"github.com/gatewire/gatewire/internal/metrics"
 	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 )
@@ -82,7 +83,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	remote := clientAddr(r, g.cfg.TrustedProxies)
+	remote := clientip.FromRequest(r, g.cfg.TrustedProxies)
 	if err := g.admit.admit(remote.Addr()); err != nil {
 		metrics.ConnectionsRefused.WithLabelValues(err.limit).Inc()
 		g.log.Warn("connection refused", "remote", remote, "err", err)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 
 	"golang.org/x/time/rate"
@@ -56,62 +55,6 @@ func (a *admission) release(ip netip.Addr) {
 	if a.byIP[ip]--; a.byIP[ip] <= 0 {
 		delete(a.byIP, ip)
 	}
-}
-
-// clientAddr returns the client's address: the TCP peer, or, when the peer
-// is a trusted proxy, the right-most address in X-Forwarded-For that is not
-// one (reported with port 0: the header carries none).
-func clientAddr(r *http.Request, trusted []netip.Prefix) netip.AddrPort {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.AddrPort{}
-	}
-	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
-	if !isTrusted(peer.Addr(), trusted) {
-		return peer
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break // a malformed hop: trust nothing to its left
-		}
-		if ip = ip.Unmap(); !isTrusted(ip, trusted) {
-			return netip.AddrPortFrom(ip, 0)
-		}
-	}
-	return peer
-}
-
-func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
-	for _, p := range trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-// ParsePrefixes parses comma-separated CIDR prefixes or bare addresses
-// (e.g. "127.0.0.1,10.0.0.0/8") for Config.TrustedProxies.
-func ParsePrefixes(list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range list {
-		if !strings.Contains(s, "/") {
-			ip, err := netip.ParseAddr(s)
-			if err != nil {
-				return nil, fmt.Errorf("trusted proxy %q: %w", s, err)
-			}
-			out = append(out, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
-			continue
-		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("trusted proxy %q: %w", s, err)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }
 
 // hostPort formats a client address as host:port for events.

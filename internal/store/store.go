@@ -27,6 +27,17 @@ const (
 	RoleAgent   Role = "agent"
 )
 
+// AnonymousVisitorPrefix starts every uid the desk makes up for a visitor
+// of the widget (POST /desk/visitor hands such tokens to anyone). These
+// uids talk only to the desk (desk.* requests), never to a uid directly.
+const AnonymousVisitorPrefix = "v_"
+
+// IsAnonymousVisitor reports whether uid is one the desk made up for a
+// widget visitor.
+func IsAnonymousVisitor(uid string) bool {
+	return len(uid) > len(AnonymousVisitorPrefix) && uid[:len(AnonymousVisitorPrefix)] == AnonymousVisitorPrefix
+}
+
 // Kind is a message's content type (the seed's `type` column: 1 text,
 // 2 image; 3 is the desk's system lines).
 type Kind int

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
 	_ "image/gif" // decoders of the image types the desk accepts
 	"image/jpeg"
 	"image/png"
@@ -17,11 +16,15 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
 	"time"
 
+	"golang.org/x/image/draw"
+
+	"github.com/gatewire/gatewire/internal/clientip"
 	"github.com/gatewire/gatewire/internal/store"
 )
 
@@ -43,6 +46,12 @@ type DeskConfig struct {
 	// Agents lists the agents for the console's demo login; only the
 	// all-in-one's demo mode sets it.
 	Agents func(ctx context.Context) ([]store.AgentStatus, error)
+	// VisitorTokens and Uploads limit POST /desk/visitor and POST
+	// /desk/images per client address; nil means no limit.
+	VisitorTokens, Uploads *clientip.Limiter
+	// TrustedProxies are the load balancers whose X-Forwarded-For names
+	// the client address the limits count.
+	TrustedProxies []netip.Prefix
 	// Log receives upload failures; nil discards them.
 	Log *slog.Logger
 }
@@ -64,9 +73,6 @@ const (
 // as they come back within it.
 const VisitorTokenTTL = 90 * 24 * time.Hour
 
-// visitorPrefix starts every visitor uid the desk makes up.
-const visitorPrefix = "v_"
-
 // acceptedImages maps the sniffed content types the desk takes.
 var acceptedImages = map[string]bool{"image/png": true, "image/jpeg": true, "image/gif": true}
 
@@ -81,13 +87,13 @@ func deskRoutes(mux *http.ServeMux, static fs.FS, cfg Config) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	mux.HandleFunc("/desk/visitor", func(w http.ResponseWriter, r *http.Request) {
-		if !cors(w, r, dc.Origins, "POST") {
+		if !cors(w, r, dc.Origins, "POST") || !dc.allow(w, r, dc.VisitorTokens) {
 			return
 		}
 		serveVisitorToken(w, r, dc, cfg.WebSocketURL)
 	})
 	mux.HandleFunc("/desk/images", func(w http.ResponseWriter, r *http.Request) {
-		if !cors(w, r, dc.Origins, "POST") {
+		if !cors(w, r, dc.Origins, "POST") || !dc.allow(w, r, dc.Uploads) {
 			return
 		}
 		serveUpload(w, r, dc, log)
@@ -157,11 +163,22 @@ func cors(w http.ResponseWriter, r *http.Request, patterns []string, method stri
 	return true
 }
 
+// allow counts a request against limit for its client address; one over
+// the limit gets 429 and false.
+func (dc *DeskConfig) allow(w http.ResponseWriter, r *http.Request, limit *clientip.Limiter) bool {
+	if limit.Allow(clientip.FromRequest(r, dc.TrustedProxies).Addr()) {
+		return true
+	}
+	w.Header().Set("Retry-After", "60")
+	deskError(w, http.StatusTooManyRequests, "rate_limited", "too many requests from your address; try again in a minute")
+	return false
+}
+
 // newVisitorUID makes up a visitor uid: "v_" and 24 hex digits.
 func newVisitorUID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	return visitorPrefix + hex.EncodeToString(b[:])
+	return store.AnonymousVisitorPrefix + hex.EncodeToString(b[:])
 }
 
 // serveVisitorToken answers POST /desk/visitor, body {"token":"<the
@@ -178,7 +195,7 @@ func serveVisitorToken(w http.ResponseWriter, r *http.Request, dc *DeskConfig, w
 	}
 	uid := ""
 	if body.Token != "" {
-		if old, err := dc.VerifyToken(body.Token); err == nil && strings.HasPrefix(old, visitorPrefix) {
+		if old, err := dc.VerifyToken(body.Token); err == nil && store.IsAnonymousVisitor(old) {
 			uid = old
 		}
 	}
@@ -218,9 +235,9 @@ func serveDemoAgents(w http.ResponseWriter, r *http.Request, agents func(context
 	_ = json.NewEncoder(w).Encode(map[string]any{"agents": out})
 }
 
-// uploadError is an upload refused with an HTTP status and a code the UIs
-// translate.
-func uploadError(w http.ResponseWriter, status int, code, message string) {
+// deskError refuses an upload or a visitor token with an HTTP status and
+// a code the UIs translate.
+func deskError(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": message})
@@ -234,50 +251,50 @@ func uploadError(w http.ResponseWriter, status int, code, message string) {
 func serveUpload(w http.ResponseWriter, r *http.Request, dc *DeskConfig, log *slog.Logger) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		uploadError(w, http.StatusUnauthorized, "token_required", "send your bind token as Authorization: Bearer <token>")
+		deskError(w, http.StatusUnauthorized, "token_required", "send your bind token as Authorization: Bearer <token>")
 		return
 	}
 	owner, err := dc.VerifyToken(strings.TrimSpace(token))
 	if err != nil {
-		uploadError(w, http.StatusUnauthorized, "token_invalid", "the bind token is not valid")
+		deskError(w, http.StatusUnauthorized, "token_invalid", "the bind token is not valid")
 		return
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, dc.MaxImageBytes))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		uploadError(w, http.StatusRequestEntityTooLarge, "image_too_large", fmt.Sprintf("images may be at most %d bytes", dc.MaxImageBytes))
+		deskError(w, http.StatusRequestEntityTooLarge, "image_too_large", fmt.Sprintf("images may be at most %d bytes", dc.MaxImageBytes))
 		return
 	case err != nil:
-		uploadError(w, http.StatusBadRequest, "upload_failed", "the upload was cut short")
+		deskError(w, http.StatusBadRequest, "upload_failed", "the upload was cut short")
 		return
 	case len(data) == 0:
-		uploadError(w, http.StatusBadRequest, "image_empty", "the body is empty; send the image as the body")
+		deskError(w, http.StatusBadRequest, "image_empty", "the body is empty; send the image as the body")
 		return
 	}
 	contentType := http.DetectContentType(data)
 	if !acceptedImages[contentType] {
-		uploadError(w, http.StatusUnsupportedMediaType, "image_type", "only PNG, JPEG and GIF images are accepted")
+		deskError(w, http.StatusUnsupportedMediaType, "image_type", "only PNG, JPEG and GIF images are accepted")
 		return
 	}
 	cfg, _, err := image.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
-		uploadError(w, http.StatusUnsupportedMediaType, "image_invalid", "the image cannot be decoded")
+		deskError(w, http.StatusUnsupportedMediaType, "image_invalid", "the image cannot be decoded")
 		return
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > maxImageSide || cfg.Height > maxImageSide || cfg.Width*cfg.Height > maxImagePixels {
-		uploadError(w, http.StatusRequestEntityTooLarge, "image_dimensions", fmt.Sprintf("images may be at most %d pixels a side and %d pixels in all", maxImageSide, maxImagePixels))
+		deskError(w, http.StatusRequestEntityTooLarge, "image_dimensions", fmt.Sprintf("images may be at most %d pixels a side and %d pixels in all", maxImageSide, maxImagePixels))
 		return
 	}
 	img, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
-		uploadError(w, http.StatusUnsupportedMediaType, "image_invalid", "the image cannot be decoded")
+		deskError(w, http.StatusUnsupportedMediaType, "image_invalid", "the image cannot be decoded")
 		return
 	}
 	thumb, thumbType, err := thumbnail(img, contentType)
 	if err != nil {
 		log.Warn("desk: make thumbnail", "err", err)
-		uploadError(w, http.StatusInternalServerError, "upload_failed", "the image could not be stored")
+		deskError(w, http.StatusInternalServerError, "upload_failed", "the image could not be stored")
 		return
 	}
 	var idb [16]byte
@@ -287,7 +304,7 @@ func serveUpload(w http.ResponseWriter, r *http.Request, dc *DeskConfig, log *sl
 		ThumbType: thumbType, Thumb: thumb, Width: cfg.Width, Height: cfg.Height, CreatedAt: time.Now()})
 	if err != nil {
 		log.Warn("desk: store image", "owner", owner, "err", err)
-		uploadError(w, http.StatusServiceUnavailable, "upload_failed", "the image could not be stored; try again")
+		deskError(w, http.StatusServiceUnavailable, "upload_failed", "the image could not be stored; try again")
 		return
 	}
 	url := "/desk/images/" + id
@@ -297,9 +314,9 @@ func serveUpload(w http.ResponseWriter, r *http.Request, dc *DeskConfig, log *sl
 	_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "url": url, "thumb": url + "/thumb", "width": cfg.Width, "height": cfg.Height})
 }
 
-// thumbnail scales img down to fit thumbSide (never up), averaging a grid
-// of samples per pixel, and encodes it: JPEG for photos, PNG otherwise
-// (keeping transparency).
+// thumbnail scales img down to fit thumbSide (never up) with a bilinear
+// kernel and encodes it: JPEG for photos, PNG otherwise (keeping
+// transparency).
 func thumbnail(img image.Image, contentType string) ([]byte, string, error) {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
@@ -312,23 +329,7 @@ func thumbnail(img image.Image, contentType string) ([]byte, string, error) {
 		}
 	}
 	out := image.NewNRGBA(image.Rect(0, 0, tw, th))
-	// Up to 4×4 samples per thumbnail pixel: a cheap box filter.
-	sx, sy := min(4, max(1, w/tw)), min(4, max(1, h/th))
-	for y := range th {
-		for x := range tw {
-			var r, g, bl, a uint32
-			for j := range sy {
-				for i := range sx {
-					px := b.Min.X + (x*sx+i)*w/(tw*sx)
-					py := b.Min.Y + (y*sy+j)*h/(th*sy)
-					c := color.NRGBAModel.Convert(img.At(px, py)).(color.NRGBA)
-					r, g, bl, a = r+uint32(c.R), g+uint32(c.G), bl+uint32(c.B), a+uint32(c.A)
-				}
-			}
-			n := uint32(sx * sy)
-			out.SetNRGBA(x, y, color.NRGBA{R: uint8(r / n), G: uint8(g / n), B: uint8(bl / n), A: uint8(a / n)})
-		}
-	}
+	draw.BiLinear.Scale(out, out.Bounds(), img, b, draw.Src, nil)
 	var buf bytes.Buffer
 	if contentType == "image/jpeg" {
 		if err := jpeg.Encode(&buf, out, &jpeg.Options{Quality: 80}); err != nil {

@@ -11,19 +11,21 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatewire/gatewire/internal/bindtoken"
+	"github.com/gatewire/gatewire/internal/clientip"
 	"github.com/gatewire/gatewire/internal/store"
 	"github.com/gatewire/gatewire/internal/web"
 )
 
 var deskSecret = []byte("desk-web-test-secret-0123456789abcdef")
 
-func newDeskServer(t *testing.T, maxBytes int64) (*httptest.Server, store.ImageStore) {
+func newDeskServer(t *testing.T, maxBytes int64, mods ...func(*web.DeskConfig)) (*httptest.Server, store.ImageStore) {
 	t.Helper()
 	v, err := bindtoken.NewVerifier(deskSecret)
 	if err != nil {
@@ -40,6 +42,9 @@ func newDeskServer(t *testing.T, maxBytes int64) (*httptest.Server, store.ImageS
 		Images:        images,
 		MaxImageBytes: maxBytes,
 	}}
+	for _, mod := range mods {
+		mod(cfg.Desk)
+	}
 	return newServer(t, cfg, demo), images
 }
 
@@ -126,6 +131,70 @@ func TestVisitorToken(t *testing.T) {
 	presp.Body.Close()
 	if presp.StatusCode != http.StatusNoContent || !strings.Contains(presp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
 		t.Errorf("preflight: status %d, headers %v", presp.StatusCode, presp.Header)
+	}
+}
+
+// TestDeskRateLimits: one client address gets at most the limit's burst of
+// visitor tokens and uploads; preflights are not counted; behind a trusted
+// proxy, the address X-Forwarded-For names is the one counted.
+func TestDeskRateLimits(t *testing.T) {
+	srv, _ := newDeskServer(t, 0, func(dc *web.DeskConfig) {
+		dc.VisitorTokens = clientip.NewLimiter(1, 3) // one a minute: no refill during the test
+		dc.Uploads = clientip.NewLimiter(1, 1)
+		dc.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	preflight := func(path string) {
+		req, _ := http.NewRequest(http.MethodOptions, srv.URL+path, nil)
+		req.Header.Set("Origin", "https://shop.test")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("preflight of %s: %s", path, resp.Status)
+		}
+	}
+	for range 5 {
+		preflight("/desk/visitor")
+	}
+	var token string
+	for i := range 3 {
+		resp, body := post(t, srv, "/desk/visitor", "https://shop.test", "", "", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("visitor token %d: %s %s", i+1, resp.Status, body)
+		}
+		var v visitorToken
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatal(err)
+		}
+		token = v.Token
+	}
+	resp, body := post(t, srv, "/desk/visitor", "https://shop.test", "", "", nil)
+	var refusal struct{ Error string }
+	_ = json.Unmarshal(body, &refusal)
+	if resp.StatusCode != http.StatusTooManyRequests || refusal.Error != "rate_limited" || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("4th visitor token: %s %s (Retry-After %q), want 429 rate_limited", resp.Status, body, resp.Header.Get("Retry-After"))
+	}
+	// Another client behind the same (trusted) proxy has its own budget.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/desk/visitor", nil)
+	req.Header.Set("X-Forwarded-For", "198.51.100.9")
+	other, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Body.Close()
+	if other.StatusCode != http.StatusOK {
+		t.Errorf("a visitor token for another client behind the proxy: %s", other.Status)
+	}
+
+	img := pngOf(t, 10, 10)
+	if resp, body := post(t, srv, "/desk/images", "https://shop.test", token, "image/png", img); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("first upload: %s %s", resp.Status, body)
+	}
+	resp, body = post(t, srv, "/desk/images", "https://shop.test", token, "image/png", img)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "rate_limited") {
+		t.Errorf("second upload: %s %s, want 429 rate_limited", resp.Status, body)
 	}
 }
 
