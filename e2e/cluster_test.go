@@ -228,6 +228,7 @@ type cluster struct {
 	pg         string // PostgreSQL DSN of the message store
 	pgSrv      *testsvc.PostgresServer
 	secret     string
+	jwtSecret  string // workers sign bind tokens with it; "" means -insecure-bind
 	prefix     string
 	pushToken  string
 	register   *proc
@@ -259,7 +260,17 @@ type worker struct {
 // tail of every process's log is printed.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
+	return startClusterWith(t, "")
+}
+
+// startClusterWith starts a cluster as startCluster does, with workers
+// that verify bind tokens signed with jwtSecret ("": -insecure-bind). With
+// a secret they also serve the customer-service desk, for sites on
+// 127.0.0.1.
+func startClusterWith(t *testing.T, jwtSecret string) *cluster {
+	t.Helper()
 	c := &cluster{
+		jwtSecret: jwtSecret,
 		t:         t,
 		logDir:    t.TempDir(), // first, so that it is removed after the logs are printed
 		secret:    randomHex(16),
@@ -376,13 +387,17 @@ func (c *cluster) launch() {
 			w.httpAddr = addr(w.httpAddr, attempt)
 			w.pageAddr = addr(w.pageAddr, attempt)
 			w.pageURL = "http://" + w.pageAddr + "/"
-			return append([]string{
-				"-register", c.regAddr, "-insecure-bind",
+			bind := []string{"-insecure-bind"}
+			if c.jwtSecret != "" {
+				bind = []string{"-jwt-secret", c.jwtSecret, "-desk-origins", "127.0.0.1:*"}
+			}
+			return append(append([]string{
+				"-register", c.regAddr,
 				"-push-addr", w.pushAddr, "-push-token", c.pushToken,
 				"-push-http-addr", w.httpAddr,
 				"-store", c.pg, "-demo-users",
 				"-http-addr", w.pageAddr, "-ws-url", c.gateways[i].wsURL,
-			}, common...)
+			}, bind...), common...)
 		})
 		c.workers = append(c.workers, w)
 	}

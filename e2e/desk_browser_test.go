@@ -12,59 +12,123 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/gatewire/gatewire/internal/bindtoken"
 )
 
-// TestDeskBrowser drives the customer-service desk in headless Chromium
-// against the all-in-one in -demo mode: a shop page on another origin
-// embeds the widget with one script tag; the visitor writes while no agent
-// is online (the message waits in the queue and the widget says so); agent
-// 86 signs in on the console, goes online and gets the conversation, sees
-// it in Mine with an unread badge and a title badge, opens it (history,
-// visitor info), answers with a canned reply; typing shows both ways; the
-// visitor sees the reply, the agent's name and presence, and their message
-// read; 86 transfers the conversation to agent 88 (a system line records
-// it on every side, 88 is notified and sees the whole history); images go
-// both ways as thumbnails; the visitor keeps their identity and history
-// across a reload; the widget switches to English.
-func TestDeskBrowser(t *testing.T) {
+// TestDeskBrowserAllInOne runs the desk's story (deskScenario) against the
+// all-in-one in -demo mode; the agents sign in with the console's demo
+// login.
+func TestDeskBrowserAllInOne(t *testing.T) {
 	exe := needChromium(t)
-	shots := artifactsDir(t)
+	sh := startShop(t)
+	a := startAllInOneWith(t, "-demo", "-origins", sh.host)
+	b := startBrowser(t, exe)
+	deskScenario(t, b, sh, deskSite{
+		name:      "allinone",
+		widget:    a.pageURL,
+		console86: a.pageURL + "agent",
+		console88: a.pageURL + "agent",
+		openAgent: openDemoAgent,
+	})
+}
 
-	// The shop: another origin than the chat server.
+// TestDeskBrowserCluster runs the desk's story against the multi-process
+// cluster (PostgreSQL, Redis, a register, two gateways, two workers): the
+// widget comes from worker0 and connects to gateway0, agent 86's console
+// from worker1 (gateway1), agent 88's from worker0 (gateway0), so that
+// assignment, presence, typing, receipts and the transfer all cross
+// processes. The agents sign in with bind tokens the application signed.
+func TestDeskBrowserCluster(t *testing.T) {
+	exe := needChromium(t)
+	sh := startShop(t)
+	c := startClusterWith(t, randomHex(32))
+	b := startBrowser(t, exe)
+	deskScenario(t, b, sh, deskSite{
+		name:      "cluster",
+		widget:    c.workers[0].pageURL,
+		console86: c.workers[1].pageURL + "agent",
+		console88: c.workers[0].pageURL + "agent",
+		openAgent: func(t *testing.T, b *browser, name, url, uid string) *tab {
+			token, err := bindtoken.Sign([]byte(c.jwtSecret), uid, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return openTokenAgent(t, b, name, url, token)
+		},
+	})
+}
+
+// deskSite is where deskScenario runs: the server of the widget, the
+// consoles of agents 86 and 88, and how an agent signs in.
+type deskSite struct {
+	name                 string
+	widget               string // base URL serving static/widget.js
+	console86, console88 string
+	openAgent            func(t *testing.T, b *browser, name, url, uid string) *tab
+}
+
+// shop is a site on another origin than the chat server that embeds the
+// widget.
+type shop struct {
+	host   string // 127.0.0.1:port
+	widget atomic.Value
+}
+
+// startShop serves a shop page embedding the widget set by setWidget.
+func startShop(t *testing.T) *shop {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	shopHost := lis.Addr().String()
-	var widgetSrc string // set once the all-in-one runs
-	shop := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sh := &shop{host: lis.Addr().String()}
+	sh.widget.Store("")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>演示商城</title></head>
 <body style="font-family:sans-serif;margin:24px"><h1>演示商城</h1><p>一件很好的商品。</p>
-<script src="%s" async></script></body></html>`, widgetSrc)
+<script src="%s" async></script></body></html>`, sh.widget.Load())
 	})}
-	t.Cleanup(func() { shop.Close() })
+	go srv.Serve(lis)
+	t.Cleanup(func() { srv.Close() })
+	return sh
+}
 
-	a := startAllInOneWith(t, "-demo", "-origins", shopHost)
-	widgetSrc = a.pageURL + "static/widget.js"
-	go shop.Serve(lis) // after widgetSrc is set
-	shopURL := "http://" + shopHost + "/products/42?from=ad"
-
-	b := startBrowser(t, exe)
+// deskScenario drives the customer-service desk in headless Chromium: a
+// shop page on another origin embeds the widget with one script tag; the
+// visitor writes while no agent is online (the message waits in the queue
+// and the widget says so); agent 86 signs in on the console, goes online
+// and gets the conversation, sees it in Mine with an unread badge and a
+// title badge, opens it (history, visitor info), answers with a canned
+// reply; typing shows both ways; the visitor sees the reply, the agent's
+// name and presence, and their message read; 86 transfers the conversation
+// to agent 88 (a system line records it on every side, 88 is notified and
+// sees the whole history); images go both ways as thumbnails; the visitor
+// and agent 88 keep their identity and the conversation across a reload;
+// the widget switches to English. Widget and console are photographed at
+// phone and desktop widths.
+func deskScenario(t *testing.T, b *browser, sh *shop, site deskSite) {
+	shots := artifactsDir(t)
+	shot := func(tb *tab, name string) { tb.screenshot(shots, "desk-"+site.name+"-"+name+".png") }
+	sh.widget.Store(site.widget + "static/widget.js")
+	shopURL := "http://" + sh.host + "/products/42?from=ad"
 
 	// ---- the visitor writes while nobody is online ----
 	v := b.open(t, "visitor", shopURL)
-	t.Cleanup(func() { v.screenshot(shots, "desk-visitor-final.png") })
+	t.Cleanup(func() { shot(v, "visitor-final") })
 	v.waitJS("the widget connected", `(() => { const h = document.getElementById('gatewire-widget'); return !!h && h.dataset.state === 'online'; })()`)
 	visitorUID := mustEvalJS[string](v, `document.getElementById('gatewire-widget').dataset.uid`)
 	if !strings.HasPrefix(visitorUID, "v_") {
 		t.Fatalf("visitor uid %q", visitorUID)
 	}
-	v.screenshot(shots, "desk-visitor-launcher.png")
+	shot(v, "visitor-launcher")
 	v.widget(`r.getElementById('gw-launcher').click()`)
 	v.waitJS("the panel open, full screen on a phone", widgetJS(`!r.getElementById('gw-panel').hidden &&
 		Math.round(r.getElementById('gw-panel').getBoundingClientRect().width) === innerWidth`))
@@ -80,11 +144,11 @@ func TestDeskBrowser(t *testing.T) {
 	v.widgetType("visitor@example.com", "gw-email")
 	v.widget(`r.getElementById('gw-email-save').click()`)
 	v.waitJS("the email saved", widgetJS(`!r.getElementById('gw-email-done').hidden && r.getElementById('gw-email-done').textContent.includes('visitor@example.com')`))
-	v.screenshot(shots, "desk-visitor-queued.png")
+	shot(v, "visitor-queued")
 
 	// ---- agent 86 signs in and goes online ----
-	a86 := b.openAgent(t, "agent86", a.pageURL+"agent", "86")
-	t.Cleanup(func() { a86.screenshot(shots, "desk-agent86-final.png") })
+	a86 := site.openAgent(t, b, "agent86", site.console86, "86")
+	t.Cleanup(func() { shot(a86, "agent86-final") })
 	a86.waitJS("the waiting conversation under Unassigned", `document.querySelector('#filters [data-filter="unassigned"]').dataset.count === '1'`)
 	a86.setPresence("online")
 	conv := fmt.Sprintf(`document.querySelector('#conversations li[data-visitor=%q]')`, visitorUID)
@@ -94,7 +158,7 @@ func TestDeskBrowser(t *testing.T) {
 	if p := mustEvalJS[string](a86, conv+`.querySelector('.preview').textContent`); p != first {
 		t.Errorf("agent86: the list previews %q, want the visitor's message %q", p, first)
 	}
-	a86.screenshot(shots, "desk-agent86-assigned.png")
+	shot(a86, "agent86-assigned")
 	v.waitJS("the visitor sees agent 86, online", widgetJS(`r.getElementById('gw-title').textContent === '大美如斯' &&
 		r.getElementById('gw-presence').dataset.presence === 'online' && r.getElementById('gw-notice').dataset.expect === 'now'`))
 	v.waitWidgetMessage("the assignment line", "大美如斯 为您服务", `m.dataset.role === 'system'`)
@@ -141,8 +205,19 @@ func TestDeskBrowser(t *testing.T) {
 	a86.keys("，马上为您查")
 	a86.pressEnter()
 	v.waitWidgetMessage("86's second reply", "好的，马上为您查", `m.dataset.role === 'agent'`)
-	v.screenshot(shots, "desk-visitor-chat.png")
-	a86.screenshot(shots, "desk-agent86-chat.png")
+	shot(v, "visitor-chat")
+	shot(a86, "agent86-chat")
+	// The other widths: the widget as a floating panel on a desktop, the
+	// console stacked on a phone.
+	v.resize(1280, 800)
+	v.waitJS("the panel floating on a desktop", widgetJS(`!r.getElementById('gw-panel').hidden &&
+		r.getElementById('gw-panel').getBoundingClientRect().width < innerWidth / 2`))
+	shot(v, "visitor-chat-desktop")
+	v.resize(viewportWidth, viewportHeight)
+	a86.resize(viewportWidth, viewportHeight)
+	a86.waitJS("the console stacked on a phone", `document.getElementById('messages').getBoundingClientRect().width > innerWidth * 0.9`)
+	shot(a86, "agent86-chat-phone")
+	a86.resize(1280, 800)
 
 	// ---- images, both ways, as thumbnails ----
 	img := filepath.Join(t.TempDir(), "receipt.png")
@@ -157,8 +232,8 @@ func TestDeskBrowser(t *testing.T) {
 		m.querySelector('img.thumb') && m.querySelector('img.thumb').complete && m.querySelector('img.thumb').naturalWidth === 320)`))
 
 	// ---- transfer to 88 ----
-	a88 := b.openAgent(t, "agent88", a.pageURL+"agent", "88")
-	t.Cleanup(func() { a88.screenshot(shots, "desk-agent88-final.png") })
+	a88 := site.openAgent(t, b, "agent88", site.console88, "88")
+	t.Cleanup(func() { shot(a88, "agent88-final") })
 	a88.setPresence("online")
 	a86.waitJS("88 offered as a transfer target", `document.querySelector('#transfer-to option[value="88"]') !== null`)
 	mustEvalJS[bool](a86, `(() => { document.getElementById('transfer-to').value = '88'; return true; })()`)
@@ -166,7 +241,7 @@ func TestDeskBrowser(t *testing.T) {
 	const transferLine = "会话已由 大美如斯 转接给 悦悦"
 	a86.waitJS("the transfer line at 86, and the conversation gone from Mine", `Array.from(document.querySelectorAll('#messages li')).some((m) => m.dataset.code === 'transferred' && m.textContent === `+jsString(transferLine)+`) && `+conv+` === null`)
 	a88.waitJS("88 notified, the conversation in Mine", `document.querySelector('.toast') !== null && `+conv+` !== null && `+conv+`.dataset.agent === '88'`)
-	a88.screenshot(shots, "desk-agent88-notified.png")
+	shot(a88, "agent88-notified")
 	a88.clickCSS(fmt.Sprintf(`#conversations li[data-visitor=%q]`, visitorUID))
 	a88.waitJS("the whole history at 88", `(() => { const t = Array.from(document.querySelectorAll('#messages li')).map((m) => m.textContent).join('|');
 		return t.includes(`+jsString(first)+`) && t.includes(`+jsString(canned)+`) && t.includes(`+jsString(transferLine)+`); })()`)
@@ -177,7 +252,7 @@ func TestDeskBrowser(t *testing.T) {
 	a88.keys(from88)
 	a88.pressEnter()
 	v.waitWidgetMessage("88's reply at the visitor", from88, `m.dataset.role === 'agent' && m.querySelector('.name').textContent === '悦悦'`)
-	a88.screenshot(shots, "desk-agent88-chat.png")
+	shot(a88, "agent88-chat")
 
 	// ---- the visitor reloads: same identity, same history ----
 	v.reload()
@@ -189,11 +264,24 @@ func TestDeskBrowser(t *testing.T) {
 	v.waitWidgetMessage("the history after the reload", from88, `m.dataset.role === 'agent'`)
 	v.waitWidgetMessage("the first message after the reload", first, `m.dataset.role === 'visitor' && m.dataset.state === 'read'`)
 
+	// ---- agent 88 reloads: still signed in and online, the conversation theirs ----
+	a88.reload()
+	a88.waitJS("88's console back, online", `document.getElementById('conn').dataset.state === 'online' && document.body.dataset.presence === 'online'`)
+	a88.waitJS("the conversation still 88's", conv+` !== null && `+conv+`.dataset.agent === '88'`)
+	a88.clickCSS(fmt.Sprintf(`#conversations li[data-visitor=%q]`, visitorUID))
+	a88.waitJS("the history after 88's reload", `(() => { const t = Array.from(document.querySelectorAll('#messages li')).map((m) => m.textContent).join('|');
+		return t.includes(`+jsString(first)+`) && t.includes(`+jsString(from88)+`) && t.includes(`+jsString(transferLine)+`); })()`)
+	const afterReload = "刷新之后我还在"
+	a88.focus("input")
+	a88.keys(afterReload)
+	a88.pressEnter()
+	v.waitWidgetMessage("88's message after both reloads", afterReload, `m.dataset.role === 'agent'`)
+
 	// ---- English ----
 	v.widgetLang("en")
 	v.waitJS("the widget in English", widgetJS(`r.getElementById('gw-input').placeholder === 'Type a message…' &&
 		Array.from(r.querySelectorAll('#gw-messages li')).some((m) => m.textContent === '大美如斯 transferred the conversation to 悦悦')`))
-	v.screenshot(shots, "desk-visitor-english.png")
+	shot(v, "visitor-english")
 
 	for _, tb := range []*tab{v, a86, a88} {
 		tb.checkClean()
@@ -267,16 +355,43 @@ func (tb *tab) upload(jsPath, file string) {
 	}
 }
 
-// openAgent opens the agent console on a desktop-sized viewport and signs
-// in as the demo agent uid.
-func (b *browser) openAgent(t *testing.T, name, url, uid string) *tab {
-	t.Helper()
-	tb := b.open(t, name, url)
+// resize emulates a viewport of w×h CSS pixels: a phone's (at scale 2)
+// when it is no wider than viewportWidth, else a desktop's.
+func (tb *tab) resize(w, h int64) {
+	tb.t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
-		t.Fatalf("%s: resize: %v", name, err)
+	scale := 1.0
+	if w <= viewportWidth {
+		scale = 2
 	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(w, h, chromedp.EmulateScale(scale))); err != nil {
+		tb.t.Fatalf("%s: resize to %dx%d: %v", tb.name, w, h, err)
+	}
+}
+
+// openTokenAgent opens the agent console on a desktop-sized viewport,
+// signed in with a bind token in the URL's fragment as an application
+// would, and switches it to Chinese.
+func openTokenAgent(t *testing.T, b *browser, name, url, token string) *tab {
+	t.Helper()
+	tb := b.open(t, name, url+"#token="+token)
+	tb.resize(1280, 800)
+	tb.waitJS("the console connected, offline", `document.getElementById('conn').dataset.state === 'online' && document.body.dataset.presence === 'offline'`)
+	if location := mustEvalJS[string](tb, `location.href`); strings.Contains(location, token) {
+		t.Errorf("%s: the token stays in the address bar: %s", name, location)
+	}
+	mustEvalJS[bool](tb, `(() => { const s = document.getElementById('lang'); s.value = 'zh-CN'; s.dispatchEvent(new Event('change')); return true; })()`)
+	tb.waitJS("the console in Chinese", `document.getElementById('presence').options[0].textContent !== 'Online'`)
+	return tb
+}
+
+// openDemoAgent opens the agent console on a desktop-sized viewport and
+// signs in as the demo agent uid.
+func openDemoAgent(t *testing.T, b *browser, name, url, uid string) *tab {
+	t.Helper()
+	tb := b.open(t, name, url)
+	tb.resize(1280, 800)
 	tb.waitJS("the demo login", `document.querySelector('#login-agents button[data-uid="`+uid+`"]') !== null`)
 	// The browser speaks English; the agents here read Chinese.
 	if got := mustEvalJS[string](tb, `document.querySelector('#login h1').textContent`); got != "Agent console" {
@@ -284,7 +399,7 @@ func (b *browser) openAgent(t *testing.T, name, url, uid string) *tab {
 	}
 	mustEvalJS[bool](tb, `(() => { const s = document.getElementById('login-lang'); s.value = 'zh-CN'; s.dispatchEvent(new Event('change')); return true; })()`)
 	tb.waitJS("the login in Chinese", `document.querySelector('#login h1').textContent === '客服工作台' && document.querySelector('#login-agents button[data-uid="`+uid+`"]') !== null`)
-	tb.screenshot(artifactsDir(t), "desk-"+name+"-login.png")
+	tb.screenshot(artifactsDir(t), "desk-allinone-"+name+"-login.png")
 	tb.clickCSS(`#login-agents button[data-uid="` + uid + `"]`)
 	tb.waitJS("the console connected, offline", `document.getElementById('conn').dataset.state === 'online' && document.body.dataset.presence === 'offline'`)
 	return tb
