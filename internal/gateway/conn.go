@@ -97,7 +97,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(g.cfg.ReadLimit)
-	ctx, cancel := context.WithCancel(g.ctx)
+	// Not a child of g.ctx: Close ends every connection itself (its close
+	// frame, then cut), and a child would cost each connection an entry in
+	// g.ctx's children and a Done channel.
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		id: clientid.Make(g.cfg.ID, g.seq.Add(1)), g: g, ws: ws,
 		ctx: ctx, cancel: cancel,
@@ -169,7 +172,7 @@ func connected(r *http.Request, remote, public string) *linkv1.Connected {
 // readLoop forwards the client's frames until the connection ends.
 func (c *conn) readLoop() error {
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		typ, data, err := c.ws.Read(noDeadline)
 		if err != nil {
 			return err
 		}
@@ -197,11 +200,17 @@ func (c *conn) readLoop() error {
 	}
 }
 
+// noDeadline is the context of a connection's reads. A read ends when
+// the connection is closed (a close handshake, cut or CloseNow), which every
+// end of a connection does; a context with a Done channel would make the
+// library arm and disarm a callback for every read.
+var noDeadline = context.Background()
+
 // drain reads until the connection is closed, so that a close handshake
 // can complete, and returns the error that ended it.
 func (c *conn) drain() error {
 	for {
-		if _, _, err := c.ws.Read(c.ctx); err != nil {
+		if _, _, err := c.ws.Read(noDeadline); err != nil {
 			return err
 		}
 	}

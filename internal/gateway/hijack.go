@@ -9,10 +9,10 @@ import (
 )
 
 // connBufferSize is the size of a connection's read and write buffers.
-// net/http hands a hijacked connection 4 KiB of each; chat frames are
-// small, larger ones pass the buffers by, and an idle connection is better
-// off holding less.
-const connBufferSize = 1 << 10
+// net/http hands a hijacked connection 4 KiB of each; chat frames are a few
+// hundred bytes and fit, larger ones pass the buffers by (one more
+// syscall), and an idle connection is better off holding less.
+const connBufferSize = 512
 
 // smallBuffers is a ResponseWriter whose Hijack returns the connection with
 // connBufferSize buffers in place of the server's.
