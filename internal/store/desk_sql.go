@@ -67,14 +67,7 @@ func (s *deskSQL) write(ctx context.Context, serial bool, fn func(tx *sql.Tx) er
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return commitWith(tx, fn)
 }
 
 const convColumns = `visitor, state, agent, last_agent, queued_at, assigned_at, first_seen, last_seen, last_msg_id,

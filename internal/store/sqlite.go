@@ -146,6 +146,11 @@ func sqliteWrite(ctx context.Context, w *sql.DB, fn func(tx *sql.Tx) error) erro
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	return commitWith(tx, fn)
+}
+
+// commitWith runs fn in tx and commits, or rolls back when fn fails.
+func commitWith(tx *sql.Tx, fn func(tx *sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return err
