@@ -48,6 +48,11 @@ type conn struct {
 	misses    int            // unanswered pings in a row; the pinger's alone
 	running   sync.WaitGroup // writer and pinger goroutines
 
+	// writeTimer cuts the connection when a write takes longer than
+	// WriteTimeout. It belongs to the writer (one at a time) and is made by
+	// its first write.
+	writeTimer *time.Timer
+
 	ctx    context.Context // ends when the connection is finished
 	cancel context.CancelFunc
 
@@ -239,9 +244,17 @@ func (c *conn) writeLoop() {
 		if f.binary {
 			typ = websocket.MessageBinary
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.WriteTimeout)
-		err := c.ws.Write(ctx, typ, f.data)
-		cancel()
+		// A write context with a deadline would cost a timer, a context and
+		// an AfterFunc per frame, which a fan-out pays once per member; the
+		// reused writeTimer bounds the write instead, and the read loop
+		// closes the connection (ending the write) when c.ctx ends.
+		if c.writeTimer == nil {
+			c.writeTimer = time.AfterFunc(c.g.cfg.WriteTimeout, c.cut)
+		} else {
+			c.writeTimer.Reset(c.g.cfg.WriteTimeout)
+		}
+		err := c.ws.Write(writeCtx, typ, f.data)
+		c.writeTimer.Stop()
 		if err != nil {
 			c.cut()
 			return
@@ -249,6 +262,10 @@ func (c *conn) writeLoop() {
 		metrics.FramesSent.Inc()
 	}
 }
+
+// writeCtx is the context of frame writes: it has no Done channel, so the
+// WebSocket library arms nothing per write (writeLoop bounds the write).
+var writeCtx = context.Background()
 
 // next takes the frame to write next; when there is none it marks the
 // writer stopped, under the same lock as enqueue's check, so that no frame
