@@ -20,7 +20,8 @@
 #   fanout     SendToGroup and SendToAll to BENCH_FANOUT members across 2 gateways
 #   gc         BENCH_GC_IDLE idle bound connections held on gateway 1 while an
 #              open loop at BENCH_GC_RATE say/s (BENCH_GC_PAIRS pairs) runs
-#              across the 2 gateways: the servers' GC pauses under load
+#              across the 2 gateways for BENCH_GC_DURATION: the servers' GC
+#              pauses under load
 # then, each on a fresh cluster of 1, 2 and 4 gateways (BENCH_SCALE_GATEWAYS):
 #   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say
 #
@@ -53,6 +54,7 @@ if [ "$smoke" = 1 ]; then
 	gc_idle=${BENCH_GC_IDLE:-20}
 	gc_rate=${BENCH_GC_RATE:-50}
 	gc_pairs=${BENCH_GC_PAIRS:-2}
+	gc_duration=${BENCH_GC_DURATION:-2s}
 	scale_rate=${BENCH_SCALE_RATE:-50}
 	scale_pairs=${BENCH_SCALE_PAIRS:-4}
 	scale_gateways=${BENCH_SCALE_GATEWAYS:-1 2 4}
@@ -72,6 +74,9 @@ else
 	gc_idle=${BENCH_GC_IDLE:-19000}
 	gc_rate=${BENCH_GC_RATE:-800}
 	gc_pairs=${BENCH_GC_PAIRS:-200}
+	# A gateway holding 19,000 connections has a large heap and collects
+	# rarely under 1:1 load: a 20 s window may see no GC at all.
+	gc_duration=${BENCH_GC_DURATION:-60s}
 	scale_rate=${BENCH_SCALE_RATE:-800}
 	scale_pairs=${BENCH_SCALE_PAIRS:-200}
 	scale_gateways=${BENCH_SCALE_GATEWAYS:-1 2 4}
@@ -416,7 +421,7 @@ for _ in $(seq 1 3000); do
 done
 grep -q 'connections bound in' "$(log_of gc-idle)" || { echo "gc-idle: connections not bound in 5 minutes" >&2; exit 1; }
 bench gc chat -mode open -rate "$gc_rate" -ws "$(join "${ws_urls[@]}")" -pairs "$gc_pairs" \
-	-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" \
+	-duration "$gc_duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" \
 	-tag "idle_conns=$gc_idle"
 stop_matching 'gc-idle'
 for g in $scale_gateways; do
