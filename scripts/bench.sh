@@ -10,14 +10,18 @@
 #        SMOKE=1 scripts/bench.sh    tiny sizes, well under a minute; results go
 #                                    to $BENCH_DIR/results-smoke.jsonl
 #        scripts/bench.sh run CMD... CMD against a cluster of $BENCH_GATEWAYS (2)
-#                                    gateways: $BENCH_WS, $BENCH_PUSH_HTTP, $BENCH_PIDS
-#                                    and $BENCH_BIN (chatbench) say where it is
+#                                    gateways: $BENCH_WS, $BENCH_PUSH_HTTP, $BENCH_PIDS,
+#                                    $BENCH_METRICS and $BENCH_BIN (chatbench) say where it is
 #
 # Runs, in order, on a cluster of 2 gateways:
 #   idle       BENCH_IDLE bound connections on gateway 1: its RSS per connection
 #   chat       closed loop, BENCH_CLOSED_PAIRS pairs across the 2 gateways: max say/s
 #   chat       open loop at BENCH_RATE say/s, BENCH_OPEN_PAIRS pairs across 2 gateways
 #   fanout     SendToGroup and SendToAll to BENCH_FANOUT members across 2 gateways
+#   gc         BENCH_GC_IDLE idle bound connections held on gateway 1 while an
+#              open loop at BENCH_GC_RATE say/s (BENCH_GC_PAIRS pairs) runs
+#              across the 2 gateways for BENCH_GC_DURATION: the servers' GC
+#              pauses under load
 # then, each on a fresh cluster of 1, 2 and 4 gateways (BENCH_SCALE_GATEWAYS):
 #   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say
 #
@@ -47,6 +51,10 @@ if [ "$smoke" = 1 ]; then
 	rate=${BENCH_RATE:-50}
 	fanout_n=${BENCH_FANOUT:-10}
 	fanout_rounds=${BENCH_FANOUT_ROUNDS:-5}
+	gc_idle=${BENCH_GC_IDLE:-20}
+	gc_rate=${BENCH_GC_RATE:-50}
+	gc_pairs=${BENCH_GC_PAIRS:-2}
+	gc_duration=${BENCH_GC_DURATION:-2s}
 	scale_rate=${BENCH_SCALE_RATE:-50}
 	scale_pairs=${BENCH_SCALE_PAIRS:-4}
 	scale_gateways=${BENCH_SCALE_GATEWAYS:-1 2 4}
@@ -63,6 +71,12 @@ else
 	rate=${BENCH_RATE:-2200}
 	fanout_n=${BENCH_FANOUT:-10000}
 	fanout_rounds=${BENCH_FANOUT_ROUNDS:-30}
+	gc_idle=${BENCH_GC_IDLE:-19000}
+	gc_rate=${BENCH_GC_RATE:-800}
+	gc_pairs=${BENCH_GC_PAIRS:-200}
+	# A gateway holding 19,000 connections has a large heap and collects
+	# rarely under 1:1 load: a 20 s window may see no GC at all.
+	gc_duration=${BENCH_GC_DURATION:-60s}
 	scale_rate=${BENCH_SCALE_RATE:-800}
 	scale_pairs=${BENCH_SCALE_PAIRS:-200}
 	scale_gateways=${BENCH_SCALE_GATEWAYS:-1 2 4}
@@ -155,6 +169,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	echo "== stopping what bench.sh started"
+	stop_matching 'gc-idle'
 	stop_matching 'worker*'
 	stop_matching 'gateway*'
 	stop_matching 'register*'
@@ -245,6 +260,13 @@ metrics_flag() {
 	esac
 }
 
+# metrics_urls: name=http://addr of every gatewire process serving
+# metrics, for chatbench -metrics (GC pauses).
+metrics_urls=()
+note_metrics() { # name flag
+	[ -z "$2" ] || metrics_urls+=("$1=http://${2#-metrics-addr=}")
+}
+
 # ---- Redis and PostgreSQL, for the whole suite.
 echo "== starting Redis and PostgreSQL"
 redis_port=$(free_port)
@@ -281,26 +303,30 @@ push_urls=()
 cluster_up() { # G
 	local g=$1 i
 	generation=$((generation + 1))
-	ws_urls=() push_urls=()
-	local reg_port
+	ws_urls=() push_urls=() metrics_urls=()
+	local reg_port mflag
 	reg_port=$(free_port)
-	start register "$dir/bin/register" -addr "127.0.0.1:$reg_port" $(metrics_flag "$dir/bin/register")
+	mflag=$(metrics_flag "$dir/bin/register")
+	note_metrics register "$mflag"
+	start register "$dir/bin/register" -addr "127.0.0.1:$reg_port" $mflag
 	wait_port "$reg_port" register
 	export GATEWIRE_REGISTER=127.0.0.1:$reg_port
 	local ws_ports=()
 	for ((i = 1; i <= g; i++)); do
 		local ws link
-		ws=$(free_port) link=$(free_port)
+		ws=$(free_port) link=$(free_port) mflag=$(metrics_flag "$dir/bin/gateway")
+		note_metrics "gateway$i" "$mflag"
 		start "gateway$i" "$dir/bin/gateway" -ws-addr "127.0.0.1:$ws" -link-addr "127.0.0.1:$link" \
-			$(metrics_flag "$dir/bin/gateway") ${gw_flags[@]+"${gw_flags[@]}"}
+			$mflag ${gw_flags[@]+"${gw_flags[@]}"}
 		ws_ports+=("$ws")
 		ws_urls+=("ws://127.0.0.1:$ws/")
 	done
 	for i in 1 2; do
 		local push http
-		push=$(free_port) http=$(free_port)
+		push=$(free_port) http=$(free_port) mflag=$(metrics_flag "$dir/bin/worker")
+		note_metrics "worker$i" "$mflag"
 		start "worker$i" "$dir/bin/worker" -push-addr "127.0.0.1:$push" -push-http-addr "127.0.0.1:$http" \
-			-http-addr "" $(metrics_flag "$dir/bin/worker") ${bind_flags[@]+"${bind_flags[@]}"}
+			-http-addr "" $mflag ${bind_flags[@]+"${bind_flags[@]}"}
 		wait_port "$http" "worker$i"
 		push_urls+=("http://127.0.0.1:$http")
 	done
@@ -324,14 +350,20 @@ cluster_down() {
 	stop_matching 'register*'
 }
 
-# server_pids: the -pids value naming every server process.
+# server_pids: the -pids value naming every server process (not the gc
+# run's idle chatbench).
 server_pids() {
 	local out="" i
-	for i in "${!names[@]}"; do out+="${names[$i]}=${pids[$i]},"; done
+	for i in "${!names[@]}"; do
+		[ "${names[$i]}" = gc-idle ] || out+="${names[$i]}=${pids[$i]},"
+	done
 	echo "${out}postgres=$pg_pid"
 }
 
 join() { local IFS=,; echo "$*"; }
+
+# server_metrics: the -metrics value naming every gatewire process.
+server_metrics() { join ${metrics_urls[@]+"${metrics_urls[@]}"}; }
 
 mkdir -p "$(dirname "$results")"
 # bench RUN-NAME chatbench-args...: runs chatbench, prints its line and
@@ -360,27 +392,42 @@ if [ "${1:-}" = run ]; then
 	[ $# -gt 0 ] || { echo "usage: $0 run COMMAND [ARGS...]" >&2; exit 2; }
 	cluster_up "${BENCH_GATEWAYS:-2}"
 	BENCH_WS=$(join "${ws_urls[@]}") BENCH_PUSH_HTTP=$(join "${push_urls[@]}") BENCH_PIDS=$(server_pids) \
-		BENCH_BIN=$dir/bin/chatbench "$@"
+		BENCH_METRICS=$(server_metrics) BENCH_BIN=$dir/bin/chatbench "$@"
 	exit
 fi
 
 echo "== suite ($suite), results to $results"
 cluster_up 2
-bench idle idle -ws "${ws_urls[0]}" -n "$idle_n" -settle "$settle" -pids "gateway1=$(pid_of gateway1)"
+bench idle idle -ws "${ws_urls[0]}" -n "$idle_n" -settle "$settle" -pids "gateway1=$(pid_of gateway1)" \
+	-metrics "$(server_metrics)"
 # The idle connections are gone; give the gateway a moment to drop them.
 sleep 2
 bench chat-closed chat -mode closed -ws "$(join "${ws_urls[@]}")" -pairs "$closed_pairs" \
-	-duration "$duration" -warmup "$warmup" -pids "$(server_pids)"
+	-duration "$duration" -warmup "$warmup" -pids "$(server_pids)" -metrics "$(server_metrics)"
 bench chat-open chat -mode open -rate "$rate" -ws "$(join "${ws_urls[@]}")" -pairs "$open_pairs" \
-	-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)"
+	-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)"
 for op in group all; do
 	bench "fanout-$op" fanout -op "$op" -ws "$(join "${ws_urls[@]}")" -push-http "$(join "${push_urls[@]}")" \
-		-members "$fanout_n" -rounds "$fanout_rounds" -pids "$(server_pids)"
+		-members "$fanout_n" -rounds "$fanout_rounds" -pids "$(server_pids)" -metrics "$(server_metrics)"
 done
+# gc: idle connections held on gateway 1 (by a chatbench idle that holds
+# them until it is stopped) while the open loop runs; the line is the chat
+# run's, with every server's gc_pauses.
+start gc-idle "$dir/bin/chatbench" idle -ws "${ws_urls[0]}" -n "$gc_idle" -settle 0s -hold 24h
+for _ in $(seq 1 3000); do
+	grep -q 'connections bound in' "$(log_of gc-idle)" && break
+	alive "$(pid_of gc-idle)" || { echo "gc-idle chatbench failed; its log:" >&2; tail -n 30 "$(log_of gc-idle)" >&2; exit 1; }
+	sleep 0.1
+done
+grep -q 'connections bound in' "$(log_of gc-idle)" || { echo "gc-idle: connections not bound in 5 minutes" >&2; exit 1; }
+bench gc chat -mode open -rate "$gc_rate" -ws "$(join "${ws_urls[@]}")" -pairs "$gc_pairs" \
+	-duration "$gc_duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" \
+	-tag "idle_conns=$gc_idle"
+stop_matching 'gc-idle'
 for g in $scale_gateways; do
 	cluster_down
 	cluster_up "$g"
 	bench "scale-$g" chat -mode open -rate "$scale_rate" -ws "$(join "${ws_urls[@]}")" -pairs "$scale_pairs" \
-		-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -tag "gateways=$g"
+		-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" -tag "gateways=$g"
 done
 echo "== done; results appended to $results"

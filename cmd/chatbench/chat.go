@@ -68,7 +68,9 @@ type chatResult struct {
 	AckLatency latSummary  `json:"ack_latency"`
 	SendLag    *latSummary `json:"send_lag,omitempty"`
 	CPU        *cpuReport  `json:"cpu,omitempty"`
-	AllocsPer  float64     `json:"client_allocs_per_msg"`
+	// GC is each -metrics process's GC pauses in the window.
+	GC        map[string]gcSummary `json:"gc_pauses,omitempty"`
+	AllocsPer float64              `json:"client_allocs_per_msg"`
 }
 
 // chatRun is the shared state of one chat run.
@@ -231,7 +233,7 @@ func runChat(o *common, cfg chatConfig) (any, error) {
 		s.sayPrefix = fmt.Appendf(nil, `{"type":"say","frontId":%q,"toId":%q,"data":"`, uid(i), uid(i^1))
 	}
 
-	win := newCPUWindow(o.pids, self())
+	win := newCPUWindow(o.pids, self(), o.metrics)
 	t0 := now()
 	r.winFrom = t0 + int64(cfg.warmup)
 	r.winTo = r.winFrom + int64(cfg.duration)
@@ -300,6 +302,9 @@ func runChat(o *common, cfg chatConfig) (any, error) {
 	res.Errors, res.ErrorCodes = r.errs.snapshot()
 	res.SayPerS = round3(float64(res.WindowTexts) / cfg.duration.Seconds())
 	res.CPU = win.report("delivered text", res.WindowTexts)
+	if res.GC, err = win.gc.report(); err != nil {
+		return nil, err
+	}
 	if res.WindowTexts > 0 {
 		res.AllocsPer = round3(float64(ms1.Mallocs-ms0.Mallocs) / float64(res.WindowTexts))
 	}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -135,5 +138,68 @@ func TestParseHostBusy(t *testing.T) {
 	}
 	if _, err := parseHostBusy([]byte("intr 1 2 3\n")); err == nil {
 		t.Error("parseHostBusy accepted another line")
+	}
+}
+
+// pauseText is a /metrics exposition with a GC pause histogram whose
+// buckets hold n1, n2, n3 and nInf pauses (cumulative counts follow).
+func pauseText(n1, n2, n3, nInf int) string {
+	return fmt.Sprintf(`# HELP gatewire_go_gc_pause_seconds Stop-the-world pauses.
+# TYPE gatewire_go_gc_pause_seconds histogram
+gatewire_go_gc_pause_seconds_bucket{le="0.0001"} %d
+gatewire_go_gc_pause_seconds_bucket{le="0.000524288"} %d
+gatewire_go_gc_pause_seconds_bucket{le="0.001048576"} %d
+gatewire_go_gc_pause_seconds_bucket{le="+Inf"} %d
+gatewire_go_gc_pause_seconds_sum 0.5
+gatewire_go_gc_pause_seconds_count %d
+go_gc_duration_seconds{quantile="1"} 0.001
+`, n1, n1+n2, n1+n2+n3, n1+n2+n3+nInf, n1+n2+n3+nInf)
+}
+
+func TestGCPauses(t *testing.T) {
+	before, err := parsePauseHist(strings.NewReader(pauseText(50, 5, 0, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		after string
+		want  gcSummary
+	}{
+		{"none in the window", pauseText(50, 5, 0, 0), gcSummary{}},
+		{"all small", pauseText(150, 5, 0, 0), gcSummary{N: 100, P50: 0.1, P99: 0.1, Max: 0.1}},
+		{"a slow tail", pauseText(148, 6, 1, 0), gcSummary{N: 100, P50: 0.1, P99: 0.524, Max: 1.049}},
+		{"beyond the last bound", pauseText(149, 5, 0, 1), gcSummary{N: 100, P50: 0.1, P99: 0.1, Max: -1}},
+	} {
+		after, err := parsePauseHist(strings.NewReader(tc.after))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := after.since(before)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got != tc.want {
+			t.Errorf("%s: since = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	if _, err := parsePauseHist(strings.NewReader("go_gc_duration_seconds_count 3\n")); err == nil {
+		t.Error("parsePauseHist accepted an exposition without the histogram")
+	}
+}
+
+func TestMetricsList(t *testing.T) {
+	var l metricsList
+	if err := l.Set("gateway1=http://127.0.0.1:9282, worker1=http://127.0.0.1:9283/"); err != nil {
+		t.Fatal(err)
+	}
+	want := metricsList{{"gateway1", "http://127.0.0.1:9282/metrics"}, {"worker1", "http://127.0.0.1:9283/metrics"}}
+	if !slices.Equal(l, want) {
+		t.Errorf("Set = %v, want %v", l, want)
+	}
+	for _, bad := range []string{"gateway1", "gateway1=127.0.0.1:9282", "a=http://x:1,a=http://y:2"} {
+		if err := l.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
+		}
 	}
 }

@@ -71,6 +71,8 @@ type fanoutResult struct {
 	MemberLatency latSummary `json:"member_latency"`
 	CallLatency   latSummary `json:"call_latency"`
 	CPU           *cpuReport `json:"cpu,omitempty"`
+	// GC is each -metrics process's GC pauses over the measured calls.
+	GC map[string]gcSummary `json:"gc_pauses,omitempty"`
 }
 
 // fanRound is one call's progress; start is set before the call.
@@ -192,7 +194,7 @@ func runFanout(o *common, cfg fanoutConfig) (any, error) {
 		errs      int64
 		delivered int64
 	)
-	win := newCPUWindow(o.pids, self())
+	win := newCPUWindow(o.pids, self(), o.metrics)
 	for n := range total {
 		if n == cfg.warmupRounds {
 			if err := win.start(); err != nil {
@@ -282,6 +284,9 @@ func runFanout(o *common, cfg fanoutConfig) (any, error) {
 		MemberLatency: summarize(concat(lat)),
 		CallLatency:   summarize(callLat),
 		CPU:           win.report("delivery", delivered),
+	}
+	if res.GC, err = win.gc.report(); err != nil {
+		return nil, err
 	}
 	if busy > 0 {
 		res.DeliveriesPerS = round3(float64(delivered) / (float64(busy) / 1e9))

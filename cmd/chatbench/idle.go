@@ -62,6 +62,8 @@ type idleResult struct {
 	ClientRSSKB int64   `json:"client_rss_kb"`
 	// CPU is spent while opening and binding, per bound connection.
 	CPU *cpuReport `json:"cpu,omitempty"`
+	// GC is each -metrics process's GC pauses while opening and binding.
+	GC map[string]gcSummary `json:"gc_pauses,omitempty"`
 }
 
 func runIdle(o *common, cfg idleConfig) (any, error) {
@@ -79,7 +81,7 @@ func runIdle(o *common, cfg idleConfig) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	win := newCPUWindow(o.pids, self())
+	win := newCPUWindow(o.pids, self(), o.metrics)
 	if err := win.start(); err != nil {
 		return nil, fmt.Errorf("CPU sample: %w", err)
 	}
@@ -154,6 +156,9 @@ func runIdle(o *common, cfg idleConfig) (any, error) {
 		res.RSSDeltaKB += rssAfter[p.name] - rssBefore[p.name]
 	}
 	res.RSSPerConn = round3(float64(res.RSSDeltaKB) * 1024 / float64(cfg.n))
+	if res.GC, err = win.gc.report(); err != nil {
+		return nil, err
+	}
 	if cfg.hold > 0 {
 		time.Sleep(cfg.hold)
 	}

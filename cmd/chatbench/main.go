@@ -143,6 +143,7 @@ type common struct {
 	tokenTTL     time.Duration
 	uidPrefix    string
 	pids         pidList
+	metrics      metricsList
 	dialConc     int
 	setupTimeout time.Duration
 	tags         tagList
@@ -160,6 +161,7 @@ func (o *common) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.tokenTTL, "token-ttl", time.Hour, "lifetime of the bind tokens")
 	fs.StringVar(&o.uidPrefix, "uid-prefix", "", "prefix of every uid the run binds (default bench-<random>-, so runs never share uids)")
 	fs.Var(&o.pids, "pids", "server processes to measure, name=pid,... (CPU: the process and all its descendants, e.g. a postmaster and its backends; idle: RSS)")
+	fs.Var(&o.metrics, "metrics", "server processes whose GC pauses to report, name=http://host:port,... (their -metrics-addr; gc_pauses in the result)")
 	fs.IntVar(&o.dialConc, "dial-concurrency", 32, "connections opened and bound at once")
 	fs.DurationVar(&o.setupTimeout, "setup-timeout", 5*time.Minute, "how long opening and binding every connection may take")
 	fs.Var(&o.tags, "tag", "key=value copied into the result's tags (repeatable), e.g. -tag commit=abc123")

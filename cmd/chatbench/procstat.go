@@ -235,10 +235,11 @@ func parseHostBusy(stat []byte) (int64, error) {
 	return busy, nil
 }
 
-// cpuWindow measures the CPU time of the watched processes between start
-// and stop.
+// cpuWindow measures the CPU time of the watched processes, and the GC
+// pauses of the -metrics ones, between start and stop.
 type cpuWindow struct {
 	watched []namedPID
+	gc      *gcWindow
 	self    []namedPID // the benchmark's own processes
 	before  map[string]int64
 	selfB   map[string]int64
@@ -249,8 +250,8 @@ type cpuWindow struct {
 	hostA   int64
 }
 
-func newCPUWindow(watched []namedPID, self []namedPID) *cpuWindow {
-	return &cpuWindow{watched: watched, self: self}
+func newCPUWindow(watched []namedPID, self []namedPID, metrics []metricsTarget) *cpuWindow {
+	return &cpuWindow{watched: watched, self: self, gc: newGCWindow(metrics)}
 }
 
 func (w *cpuWindow) sample() (map[string]int64, map[string]int64, error) {
@@ -271,6 +272,9 @@ func (w *cpuWindow) sample() (map[string]int64, map[string]int64, error) {
 
 func (w *cpuWindow) start() error {
 	var err error
+	if err = w.gc.start(); err != nil {
+		return err
+	}
 	w.before, w.selfB, err = w.sample()
 	if err == nil {
 		w.hostB, err = hostBusyTicks()
@@ -284,6 +288,9 @@ func (w *cpuWindow) stop(elapsedSeconds float64) error {
 	w.after, w.selfA, err = w.sample()
 	if err == nil {
 		w.hostA, err = hostBusyTicks()
+	}
+	if err == nil {
+		err = w.gc.stop()
 	}
 	return err
 }

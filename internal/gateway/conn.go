@@ -49,6 +49,11 @@ type conn struct {
 	misses    int            // unanswered pings in a row; the pinger's alone
 	running   sync.WaitGroup // writer and pinger goroutines
 
+	// writeTimer cuts the connection when a write takes longer than
+	// WriteTimeout. It belongs to the writer (one at a time) and is made by
+	// its first write.
+	writeTimer *time.Timer
+
 	ctx    context.Context // ends when the connection is finished
 	cancel context.CancelFunc
 
@@ -200,10 +205,11 @@ func (c *conn) readLoop() error {
 	}
 }
 
-// noDeadline is the context of a connection's reads. A read ends when
-// the connection is closed (a close handshake, cut or CloseNow), which every
-// end of a connection does; a context with a Done channel would make the
-// library arm and disarm a callback for every read.
+// noDeadline is the context of a connection's reads and frame writes. A
+// read or write ends when the connection is closed (a close handshake, cut
+// or CloseNow), which every end of a connection does, and writeLoop bounds
+// each write with its timer; a context with a Done channel would make the
+// library arm and disarm a callback for every read and write.
 var noDeadline = context.Background()
 
 // drain reads until the connection is closed, so that a close handshake
@@ -249,9 +255,17 @@ func (c *conn) writeLoop() {
 		if f.binary {
 			typ = websocket.MessageBinary
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.WriteTimeout)
-		err := c.ws.Write(ctx, typ, f.data)
-		cancel()
+		// A write context with a deadline would cost a timer, a context and
+		// an AfterFunc per frame, which a fan-out pays once per member; the
+		// reused writeTimer bounds the write instead, and every end of the
+		// connection closes it, which ends the write.
+		if c.writeTimer == nil {
+			c.writeTimer = time.AfterFunc(c.g.cfg.WriteTimeout, c.cut)
+		} else {
+			c.writeTimer.Reset(c.g.cfg.WriteTimeout)
+		}
+		err := c.ws.Write(noDeadline, typ, f.data)
+		c.writeTimer.Stop()
 		if err != nil {
 			c.cut()
 			return

@@ -131,6 +131,37 @@ func TestSlowClientClosed(t *testing.T) {
 	}
 }
 
+// TestWriteTimeout checks that a client whose socket stops taking frames is
+// cut after WriteTimeout even while its send queue still has room.
+func TestWriteTimeout(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{SendQueue: 100000, SendQueueBytes: 1 << 40, WriteTimeout: 100 * time.Millisecond})
+	w := c.startWorker(g)
+	api := w.w.API()
+
+	stuck := c.dial(g, false)
+	id, _ := c.idOf(stuck, w)
+	// Enough to fill the socket buffers many times over; the queue never
+	// overflows, so only the write timeout can close the client.
+	big := make([]byte, 256<<10)
+	for sent := 0; !w.rec.has(id, evClose); sent++ {
+		if sent == 4000 {
+			t.Fatalf("the stuck client was not closed after %d frames of %d bytes", sent, len(big))
+		}
+		err := api.SendToClient(testCtx(t), id, big, true)
+		if errors.Is(err, worker.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("send %d: %v", sent, err)
+		}
+		if sent >= 200 {
+			time.Sleep(10 * time.Millisecond) // the writer is blocked by now
+		}
+	}
+	eventually(t, "OnClose of the stuck client", func() bool { return w.rec.has(id, evClose) })
+}
+
 // TestPing checks that a client that does not answer pings is closed while
 // a reading client stays open.
 func TestPing(t *testing.T) {

@@ -14,7 +14,8 @@ import (
 )
 
 // Registry holds every gatewire metric plus the Go runtime's (GC pauses
-// as go_gc_duration_seconds) and the process's (CPU, RSS, fds).
+// as go_gc_duration_seconds, and finely bucketed as
+// gatewire_go_gc_pause_seconds) and the process's (CPU, RSS, fds).
 var Registry = prometheus.NewRegistry()
 
 // latencyBuckets suit operations that take from 100 µs to a few seconds.
@@ -93,7 +94,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newGCPauses())
 }
 
 // Result is the result label of an error.

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -14,6 +16,7 @@ func TestHandler(t *testing.T) {
 	metrics.Connections.Inc()
 	defer metrics.Connections.Dec()
 	metrics.SayLatency.WithLabelValues("persisted").Observe(0.001)
+	runtime.GC() // at least one pause in gatewire_go_gc_pause_seconds
 	srv := httptest.NewServer(metrics.Handler())
 	defer srv.Close()
 
@@ -38,6 +41,12 @@ func TestHandler(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	if !regexp.MustCompile(`(?m)^gatewire_go_gc_pause_seconds_count [1-9]`).MatchString(text) {
+		t.Error("/metrics counts no GC pause in gatewire_go_gc_pause_seconds after runtime.GC")
+	}
+	if n := strings.Count(text, "gatewire_go_gc_pause_seconds_bucket{"); n < 40 {
+		t.Errorf("gatewire_go_gc_pause_seconds has %d buckets, want the runtime's (about 80)", n)
 	}
 	if code, text := body("/healthz"); code != http.StatusOK || text != "ok\n" {
 		t.Errorf("/healthz: %d %q", code, text)
