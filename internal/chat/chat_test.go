@@ -39,8 +39,8 @@ type fakeAPI struct {
 	failUID  map[string]error    // SendToUID and SendToAll fail when they target one of these uids
 	// lookupErr, when set, makes ClientIDsByUIDs fail with it.
 	lookupErr error
-	bindErr  error               // BindUID fails with this error
-	problems []string            // contract violations seen by the fake
+	bindErr   error    // BindUID fails with this error
+	problems  []string // contract violations seen by the fake
 	// onSendToUID, when set, runs at the start of every SendToUID call
 	// (and SendToAll call to client_ids, with their uids), before anything
 	// is delivered, without the fake's lock held.
