@@ -167,7 +167,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, log *slog.Logger) error {
 			return serveHTTP(gctx, web.New(web.Config{WebSocketURL: cfg.WebSocketURL, Desk: deskWeb}, st), lis, 0)
 		})
 	}
-	g.Go(func() error { return serveWorker(gctx, cfg, directory.NewRedis(rdb, cfg.Redis.prefix()), st, log) })
+	g.Go(func() error {
+		return serveWorker(gctx, cfg, directory.Coalesce(directory.NewRedis(rdb, cfg.Redis.prefix())), st, log)
+	})
 	return g.Wait()
 }
 

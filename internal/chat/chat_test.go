@@ -33,13 +33,17 @@ type fakeAPI struct {
 	mu       sync.Mutex
 	conns    map[string]string   // client_id → uid ("" when unbound)
 	frames   map[string][]string // client_id → frames received, in order
-	uidSends [][]string          // uids of each SendToUID call
+	uidSends [][]string          // uids each SendToUID call, or SendToAll call to client_ids, addressed
+	lookups  [][]string          // uids of each ClientIDsByUIDs call
 	binds    []string            // "client_id=uid" of each successful BindUID
-	failUID  map[string]error    // SendToUID fails when it targets one of these uids
-	bindErr  error               // BindUID fails with this error
-	problems []string            // contract violations seen by the fake
-	// onSendToUID, when set, runs at the start of every SendToUID call,
-	// before anything is delivered, without the fake's lock held.
+	failUID  map[string]error    // SendToUID and SendToAll fail when they target one of these uids
+	// lookupErr, when set, makes ClientIDsByUIDs fail with it.
+	lookupErr error
+	bindErr   error    // BindUID fails with this error
+	problems  []string // contract violations seen by the fake
+	// onSendToUID, when set, runs at the start of every SendToUID call
+	// (and SendToAll call to client_ids, with their uids), before anything
+	// is delivered, without the fake's lock held.
 	onSendToUID func(uids []string, data []byte)
 }
 
@@ -137,6 +141,64 @@ func (f *fakeAPI) SendToUID(ctx context.Context, uids []string, data []byte, bin
 	return n, nil
 }
 
+// ClientIDsByUIDs returns the connected clients bound to each of uids.
+func (f *fakeAPI) ClientIDsByUIDs(ctx context.Context, uids []string) (map[string][]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.check(ctx, "ClientIDsByUIDs")
+	f.lookups = append(f.lookups, slices.Clone(uids))
+	if f.lookupErr != nil {
+		return nil, f.lookupErr
+	}
+	out := map[string][]string{}
+	for id, uid := range f.conns {
+		if uid != "" && slices.Contains(uids, uid) {
+			out[uid] = append(out[uid], id)
+		}
+	}
+	return out, nil
+}
+
+// SendToAll supports only the form the chat uses: a send to the listed
+// client_ids, none excluded. It counts as a send to their uids.
+func (f *fakeAPI) SendToAll(ctx context.Context, data []byte, binary bool, clientIDs, exclude []string) (int, error) {
+	f.mu.Lock()
+	var uids []string
+	for _, id := range clientIDs {
+		if uid, ok := f.conns[id]; ok && uid != "" && !slices.Contains(uids, uid) {
+			uids = append(uids, uid)
+		}
+	}
+	if len(clientIDs) == 0 || len(exclude) > 0 {
+		f.problems = append(f.problems, "SendToAll to everyone or with exclusions")
+	}
+	hook := f.onSendToUID
+	f.mu.Unlock()
+	if hook != nil {
+		hook(slices.Clone(uids), slices.Clone(data))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.check(ctx, "SendToAll")
+	if binary {
+		f.problems = append(f.problems, "binary SendToAll")
+	}
+	f.uidSends = append(f.uidSends, uids)
+	for _, uid := range uids {
+		if err := f.failUID[uid]; err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for _, id := range clientIDs {
+		if _, ok := f.conns[id]; ok {
+			f.frames[id] = append(f.frames[id], string(data))
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (f *fakeAPI) BindUID(ctx context.Context, clientID, uid string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -191,6 +253,12 @@ func (f *fakeAPI) sendsToUID() [][]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.uidSends)
+}
+
+func (f *fakeAPI) lookupsDone() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.lookups)
 }
 
 func (f *fakeAPI) bindsDone() []string {
@@ -801,8 +869,12 @@ func TestSayToOfflineUIDSavesUnread(t *testing.T) {
 	if want := wantMessageFrame("save", "c1", m, 0, ""); got[0] != want {
 		t.Errorf("c1 received\n%s\nwant\n%s", got[0], want)
 	}
-	if got := x.api.sendsToUID(); len(got) != 2 || got[0][0] != "86" {
-		t.Errorf("SendToUID calls %v, want a delivery attempt to 86 and a save to 85", got)
+	// One lookup finds no connection of 86: nothing is sent to it.
+	if got := x.api.lookupsDone(); len(got) != 1 || !slices.Contains(got[0], "86") || !slices.Contains(got[0], "85") {
+		t.Errorf("ClientIDsByUIDs calls %v, want one of 85 and 86", got)
+	}
+	if got, want := x.api.sendsToUID(), [][]string{{"85"}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("sends %v, want only the save to 85", got)
 	}
 	if got := x.unread(t, "86"); got["85"] != 1 || len(got) != 1 {
 		t.Errorf("unread of 86 = %v, want {85:1}", got)

@@ -77,8 +77,21 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 		// read (or another retry is delivering it).
 		delivered = err == nil && !claimed
 	}
+	// One directory lookup finds the connections of both ends.
+	uids := []string{c.UID}
+	if deliver && m.To != c.UID {
+		uids = append(uids, m.To)
+	}
+	callCtx, cancel = context.WithTimeout(ctx, h.timeout)
+	conns, err := h.api.ClientIDsByUIDs(callCtx, uids)
+	cancel()
+	if err != nil {
+		// The message is stored: it waits as unread and reaches the
+		// recipient through history; a retry gets the save.
+		h.log.WarnContext(ctx, "look up the connections of a message's ends", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)
+	}
 	if deliver {
-		delivered = h.deliver(ctx, c, msg, m, saved.Duplicate)
+		delivered = h.deliver(ctx, c, msg, m, saved.Duplicate, conns[m.To])
 		metrics.Since(metrics.SayDelivered, start)
 	}
 
@@ -92,15 +105,24 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 		h.log.ErrorContext(ctx, "encode save frame", "client_id", c.ID, "uid", c.UID, "err", err)
 		return nil
 	}
-	callCtx, cancel = context.WithTimeout(ctx, h.timeout)
-	_, err = h.api.SendToUID(callCtx, []string{c.UID}, save, false)
-	cancel()
-	if err != nil {
+	if _, err := h.sendTo(ctx, conns[c.UID], save); err != nil {
 		// The message is stored and was handed on; a retry with the same
 		// cmid gets this save again.
 		h.log.WarnContext(ctx, "send save frame to sender", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)
 	}
 	return nil
+}
+
+// sendTo sends data to the connections clientIDs and returns how many got
+// it. No connections means no call (SendToAll without client_ids would
+// send to every connection).
+func (h *Handler) sendTo(ctx context.Context, clientIDs []string, data []byte) (int, error) {
+	if len(clientIDs) == 0 {
+		return 0, nil
+	}
+	callCtx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	return h.api.SendToAll(callCtx, data, false, clientIDs, nil)
 }
 
 // messageFrame builds the wire form of a stored message; senderClientID is
@@ -118,18 +140,16 @@ func (h *Handler) messageFrame(typ, senderClientID string, m store.Message) text
 	}
 }
 
-// deliver sends the text frame to every connection of the recipient and
+// deliver sends the text frame to the recipient's connections conns and
 // reports whether any got it. When none did, the delivery is released so
 // that a retry of the message delivers it; it waits as unread meanwhile.
-func (h *Handler) deliver(ctx context.Context, c *worker.Client, msg textFrame, m store.Message, claimed bool) bool {
+func (h *Handler) deliver(ctx context.Context, c *worker.Client, msg textFrame, m store.Message, claimed bool, conns []string) bool {
 	text, err := encodeFrame(msg)
 	if err != nil { // cannot happen: every field is a string or a number
 		h.log.ErrorContext(ctx, "encode text frame", "client_id", c.ID, "msg_id", m.ID, "err", err)
 		return false
 	}
-	callCtx, cancel := context.WithTimeout(ctx, h.timeout)
-	n, err := h.api.SendToUID(callCtx, []string{m.To}, text, false)
-	cancel()
+	n, err := h.sendTo(ctx, conns, text)
 	if err != nil {
 		// The message is stored: it waits as unread and reaches the
 		// recipient through history. The sender still gets its save.

@@ -245,3 +245,37 @@ func TestSayStoreFailure(t *testing.T) {
 		t.Errorf("stored %d messages, want 1", len(msgs))
 	}
 }
+
+// TestSayLookupFailureSavesUnread: when the directory cannot say where the
+// two ends are connected, the message is stored and waits as unread, no
+// frame goes out, and a retry once the directory answers delivers it.
+func TestSayLookupFailureSavesUnread(t *testing.T) {
+	x := newHarness(t, true)
+	sender := x.api.connect("c1", "85")
+	x.api.connect("c2", "86")
+	x.api.mu.Lock()
+	x.api.lookupErr = fmt.Errorf("redis down: %w", worker.ErrUnavailable)
+	x.api.mu.Unlock()
+	frame := sayFrame("85", "86", "hello", "m-1")
+	x.send(sender, frame)
+	x.wantFrames(t, "c1")
+	x.wantFrames(t, "c2")
+	msgs := x.conversation(t, "85", "86")
+	if len(msgs) != 1 {
+		t.Fatalf("stored %d messages, want 1", len(msgs))
+	}
+	if got := x.unread(t, "86"); got["85"] != 1 || len(got) != 1 {
+		t.Errorf("unread of 86 = %v, want {85:1}", got)
+	}
+	if logs := x.log.String(); !strings.Contains(logs, `"err":"redis down: unavailable"`) || !strings.Contains(logs, `"level":"WARN"`) {
+		t.Errorf("log %s lacks the lookup failure", logs)
+	}
+
+	x.api.mu.Lock()
+	x.api.lookupErr = nil
+	x.api.mu.Unlock()
+	x.send(sender, frame)
+	m := msgs[0]
+	x.wantFrames(t, "c2", wantMessageFrame("text", "c1", m, 0, ""))
+	x.wantFrames(t, "c1", wantMessageFrame("save", "c1", m, 1, "m-1"))
+}

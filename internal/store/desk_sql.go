@@ -98,7 +98,15 @@ func scanConversation(row scanner, extra ...any) (Conversation, error) {
 	return c, nil
 }
 
-const deskMessageColumns = `id, from_uid, to_uid, body, kind, cmid, created_at, delivered, read_at, conv`
+// messageColumns are the columns scanDeskMessage scans; on PostgreSQL a
+// delivery may be recorded in message_deliveries (see pgDelivered).
+func (d dialect) messageColumns() string {
+	delivered := "delivered"
+	if !d.sqlite {
+		delivered = pgDelivered
+	}
+	return `id, from_uid, to_uid, body, kind, cmid, created_at, ` + delivered + `, read_at, conv`
+}
 
 func scanDeskMessage(row scanner) (Message, error) {
 	var (
@@ -503,7 +511,7 @@ func (s *deskSQL) ConversationHistory(ctx context.Context, visitor string, p Pag
 	if q.ascending {
 		order = "ASC"
 	}
-	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT `+deskMessageColumns+` FROM messages
+	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT `+s.d.messageColumns()+` FROM messages
 WHERE conv = $1 AND conv <> '' AND id > $2 AND id < $3
 ORDER BY id `+order+` LIMIT $4`), visitor, q.after, q.before, q.limit)
 	if err != nil {

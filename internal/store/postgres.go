@@ -129,8 +129,12 @@ func migratePostgres(ctx context.Context, pool *pgxpool.Pool) (err error) {
 	return nil
 }
 
+// pgDelivered is a message row's Delivered: its column, set by MarkRead,
+// or a record in message_deliveries.
+const pgDelivered = `(delivered OR EXISTS (SELECT 1 FROM message_deliveries d WHERE d.id = messages.id))`
+
 // pgMessageColumns are the columns scanned by scanPgMessage.
-const pgMessageColumns = `id, from_uid, to_uid, body, kind, cmid, created_at, delivered, read_at, conv`
+const pgMessageColumns = `id, from_uid, to_uid, body, kind, cmid, created_at, ` + pgDelivered + `, read_at, conv`
 
 // pgInsertMessages inserts a batch in one statement. The arrays are the
 // batch's from, to, body, kind, cmid and conv, element i being message i; ORDER BY
@@ -389,9 +393,32 @@ func scanPgMessage(row pgx.CollectableRow) (Message, error) {
 	return m, nil
 }
 
+// Delivery records: a message is delivered when its delivered column is set
+// (by MarkRead) or message_deliveries holds its id. Marking inserts into that
+// narrow table instead of writing a new version of the message row.
+const (
+	// pgClaimDelivery records the delivery of an existing message that has
+	// none yet; it affects one row when this call recorded it.
+	pgClaimDelivery = `
+INSERT INTO message_deliveries (id)
+SELECT id FROM messages WHERE id = $1 AND NOT delivered
+ON CONFLICT (id) DO NOTHING`
+	// pgMarkDelivered records the deliveries of the existing messages
+	// among $1.
+	pgMarkDelivered = `
+INSERT INTO message_deliveries (id)
+SELECT m.id FROM messages m WHERE m.id = ANY($1) AND NOT m.delivered
+ON CONFLICT (id) DO NOTHING`
+	// pgReleaseDelivery removes the delivery record of an unread message.
+	pgReleaseDelivery = `
+DELETE FROM message_deliveries d
+USING messages m
+WHERE d.id = $1 AND m.id = d.id AND m.read_at IS NULL`
+)
+
 // ClaimDelivery implements Store.
 func (s *Postgres) ClaimDelivery(ctx context.Context, id int64) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE messages SET delivered = true WHERE id = $1 AND NOT delivered`, id)
+	tag, err := s.pool.Exec(ctx, pgClaimDelivery, id)
 	if err != nil {
 		return false, fmt.Errorf("claim delivery of message %d: %w", id, err)
 	}
@@ -403,7 +430,7 @@ func (s *Postgres) MarkDelivered(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE messages SET delivered = true WHERE id = ANY($1) AND NOT delivered`, ids); err != nil {
+	if _, err := s.pool.Exec(ctx, pgMarkDelivered, ids); err != nil {
 		return fmt.Errorf("mark %d messages delivered: %w", len(ids), err)
 	}
 	return nil
@@ -411,7 +438,7 @@ func (s *Postgres) MarkDelivered(ctx context.Context, ids []int64) error {
 
 // ReleaseDelivery implements Store.
 func (s *Postgres) ReleaseDelivery(ctx context.Context, id int64) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE messages SET delivered = false WHERE id = $1 AND read_at IS NULL`, id); err != nil {
+	if _, err := s.pool.Exec(ctx, pgReleaseDelivery, id); err != nil {
 		return fmt.Errorf("release delivery of message %d: %w", id, err)
 	}
 	return nil

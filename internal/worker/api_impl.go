@@ -74,8 +74,14 @@ func (a *api) SendToUID(ctx context.Context, uids []string, data []byte, binary 
 
 // sendToGateways sends one command per gateway, in parallel, carrying the
 // payload once, and sums the deliveries. Failures of some gateways are
-// reported after the others were tried.
+// reported after the others were tried. A send to one gateway (a chat
+// message's usual case) runs on the caller's goroutine.
 func (a *api) sendToGateways(ctx context.Context, byGateway map[string][]string, data []byte, binary bool) (int, error) {
+	if len(byGateway) == 1 {
+		for gw, ids := range byGateway {
+			return a.sendToGateway(ctx, gw, ids, data, binary)
+		}
+	}
 	var (
 		wg        sync.WaitGroup
 		mu        sync.Mutex
