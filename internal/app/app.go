@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -114,18 +115,38 @@ func serveHTTP(ctx context.Context, h http.Handler, lis net.Listener, headerTime
 	return nil
 }
 
-// startMetrics serves /metrics and /healthz on addr in g until ctx ends;
-// an empty addr serves nothing.
-func startMetrics(ctx context.Context, g *errgroup.Group, role, addr string, log *slog.Logger) error {
-	if addr == "" {
+// MetricsConfig says where a process serves its metrics.
+type MetricsConfig struct {
+	// Addr serves /metrics and /healthz; empty disables them.
+	Addr string
+	// Pprof also serves net/http/pprof's /debug/pprof/ on Addr.
+	Pprof bool
+}
+
+// startMetrics serves /metrics and /healthz (and /debug/pprof/ with
+// m.Pprof) on m.Addr in g until ctx ends; an empty Addr serves nothing.
+func startMetrics(ctx context.Context, g *errgroup.Group, role string, m MetricsConfig, log *slog.Logger) error {
+	if m.Addr == "" {
 		return nil
 	}
-	lis, err := listen(role+" metrics", addr)
+	lis, err := listen(role+" metrics", m.Addr)
 	if err != nil {
 		return err
 	}
+	var h http.Handler = metrics.Handler()
+	if m.Pprof {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		h = mux
+		log.Warn("pprof listening: profiles expose internals; keep this address private", "addr", "http://"+lis.Addr().String()+"/debug/pprof/")
+	}
 	log.Info("metrics listening", "addr", "http://"+lis.Addr().String()+"/metrics")
-	g.Go(func() error { return serveHTTP(ctx, metrics.Handler(), lis, 0) })
+	g.Go(func() error { return serveHTTP(ctx, h, lis, 0) })
 	return nil
 }
 

@@ -69,8 +69,9 @@ func clusterFlags(fs *flag.FlagSet, secret *string, t *TLSConfig, registers *[]s
 	}
 }
 
-func metricsFlag(fs *flag.FlagSet, addr *string, def string) {
-	fs.StringVar(addr, "metrics-addr", def, "HTTP listen address of /metrics (Prometheus) and /healthz ('' disables them)")
+func metricsFlags(fs *flag.FlagSet, m *MetricsConfig, def string) {
+	fs.StringVar(&m.Addr, "metrics-addr", def, "HTTP listen address of /metrics (Prometheus) and /healthz ('' disables them)")
+	fs.BoolVar(&m.Pprof, "pprof", false, "also serve Go's profiles at /debug/pprof/ on -metrics-addr (CPU, heap, goroutines; keep that address private)")
 }
 
 func redisFlags(fs *flag.FlagSet, r *RedisConfig) {
@@ -82,7 +83,7 @@ func redisFlags(fs *flag.FlagSet, r *RedisConfig) {
 func RegisterFlags(fs *flag.FlagSet, cfg *RegisterConfig) {
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:1236", "gRPC listen address")
 	fs.DurationVar(&cfg.Lease, "lease", 0, "gateway lease; a gateway silent this long is dropped and its entries purged (0 = 5s)")
-	metricsFlag(fs, &cfg.MetricsAddr, "127.0.0.1:9236")
+	metricsFlags(fs, &cfg.Metrics, "127.0.0.1:9236")
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, nil)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -113,7 +114,7 @@ func GatewayFlags(fs *flag.FlagSet, cfg *GatewayConfig) {
 	gatewayClientFlags(fs, cfg)
 	fs.StringVar(&cfg.LinkAddr, "link-addr", "127.0.0.1:2000", "gRPC listen address for workers")
 	fs.StringVar(&cfg.LinkAdvertise, "link-advertise", "", "address workers dial to reach -link-addr (default: the address bound)")
-	metricsFlag(fs, &cfg.MetricsAddr, "127.0.0.1:9282")
+	metricsFlags(fs, &cfg.Metrics, "127.0.0.1:9282")
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -146,7 +147,7 @@ func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
 	fs.BoolVar(&cfg.DemoUsers, "demo-users", false, "load the seed's five demo users (85-89) into the store at start")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "chat page HTTP listen address ('' disables it)")
 	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "load balancers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client")
-	metricsFlag(fs, &cfg.MetricsAddr, "127.0.0.1:9283")
+	metricsFlags(fs, &cfg.Metrics, "127.0.0.1:9283")
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -156,6 +157,6 @@ func AllInOneFlags(fs *flag.FlagSet, cfg *AllInOneConfig) {
 	gatewayClientFlags(fs, &cfg.Gateway)
 	workerChatFlags(fs, &cfg.Worker, "", "")
 	fs.StringVar(&cfg.Worker.Store, "store", "sqlite:gatewire.db", "message store: sqlite:<path> or postgres://user@host/db")
-	metricsFlag(fs, &cfg.Gateway.MetricsAddr, "127.0.0.1:9280")
+	metricsFlags(fs, &cfg.Gateway.Metrics, "127.0.0.1:9280")
 	fs.BoolVar(&cfg.Demo, "demo", false, "demo mode: GET /demo/token?uid= hands out a bind token for any uid, and the chat page uses it (never in production)")
 }

@@ -36,8 +36,8 @@ type GatewayConfig struct {
 	Registers []string
 	// Secret is the cluster's shared secret; required.
 	Secret string
-	// MetricsAddr serves /metrics and /healthz; empty disables them.
-	MetricsAddr string
+	// Metrics says where /metrics, /healthz and (opt-in) pprof are served.
+	Metrics MetricsConfig
 	// TLS is the inner links' optional mutual TLS.
 	TLS TLSConfig
 	// Redis holds the directory (RunGateway only).
@@ -149,7 +149,7 @@ func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Director
 	// carry the clients' close events.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(ctx)
-	if err := startMetrics(serveCtx, g, "gateway", cfg.MetricsAddr, log); err != nil {
+	if err := startMetrics(serveCtx, g, "gateway", cfg.Metrics, log); err != nil {
 		stopServing()
 		wsLis.Close()
 		linkLis.Close()

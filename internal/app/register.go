@@ -21,8 +21,8 @@ type RegisterConfig struct {
 	Addr string
 	// Secret is the cluster's shared secret; required.
 	Secret string
-	// MetricsAddr serves /metrics and /healthz; empty disables them.
-	MetricsAddr string
+	// Metrics says where /metrics, /healthz and (opt-in) pprof are served.
+	Metrics MetricsConfig
 	// Redis holds the lease table and the directory.
 	Redis RedisConfig
 	// Lease is a gateway's lease; zero means 5s.
@@ -72,7 +72,7 @@ func serveRegister(ctx context.Context, lis net.Listener, cfg RegisterConfig, ta
 	registerv1.RegisterRegisterServiceServer(gs, srv)
 	log.Info("register listening", "addr", lis.Addr().String())
 	g, ctx := errgroup.WithContext(ctx)
-	if err := startMetrics(ctx, g, "register", cfg.MetricsAddr, log); err != nil {
+	if err := startMetrics(ctx, g, "register", cfg.Metrics, log); err != nil {
 		lis.Close()
 		return err
 	}

@@ -32,8 +32,8 @@ type WorkerConfig struct {
 	Registers []string
 	// Secret is the cluster's shared secret; required.
 	Secret string
-	// MetricsAddr serves /metrics and /healthz; empty disables them.
-	MetricsAddr string
+	// Metrics says where /metrics, /healthz and (opt-in) pprof are served.
+	Metrics MetricsConfig
 	// TLS is the inner links' optional mutual TLS.
 	TLS TLSConfig
 	// Redis holds the directory (RunWorker only).
@@ -267,7 +267,7 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 	defer reg.Close()
 
 	g, gctx := errgroup.WithContext(ctx)
-	if err := startMetrics(gctx, g, "worker", cfg.MetricsAddr, log); err != nil {
+	if err := startMetrics(gctx, g, "worker", cfg.Metrics, log); err != nil {
 		return err
 	}
 	pushServer := push.NewServer(w.API())
