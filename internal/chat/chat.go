@@ -268,7 +268,7 @@ func (h *Handler) bindUID(ctx context.Context, c *worker.Client, uid string) *fr
 
 // reply sends one frame to the connection c and logs a failure.
 func (h *Handler) reply(ctx context.Context, c *worker.Client, v any) {
-	data, err := encodeFrame(v)
+	data, err := EncodeFrame(v)
 	if err != nil {
 		h.log.ErrorContext(ctx, "encode reply", "client_id", c.ID, "uid", c.UID, "err", err)
 		return

@@ -602,7 +602,7 @@ func sayFrame(from, to, data, cmid string) string {
 // jsonString is s as a JSON string literal, HTML characters unescaped like
 // the Handler's frames.
 func jsonString(s string) string {
-	b, err := encodeFrame(s)
+	b, err := EncodeFrame(s)
 	if err != nil {
 		panic(err)
 	}

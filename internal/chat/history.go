@@ -102,7 +102,7 @@ func (h *Handler) read(ctx context.Context, c *worker.Client, req request) *fram
 		h.reply(ctx, c, receipt)
 		return nil
 	}
-	data, err := encodeFrame(receipt)
+	data, err := EncodeFrame(receipt)
 	if err != nil {
 		return &frameError{code: codeUnavailable, message: "the receipt could not be encoded", err: err}
 	}

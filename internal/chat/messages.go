@@ -308,10 +308,10 @@ func isNull(raw json.RawMessage) bool {
 	return string(raw) == "null"
 }
 
-// encodeFrame marshals a server frame: HTML characters and non-ASCII text are
+// EncodeFrame marshals a server frame: HTML characters and non-ASCII text are
 // left unescaped (as PHP's JSON_UNESCAPED_UNICODE does), with no trailing
-// newline.
-func encodeFrame(v any) ([]byte, error) {
+// newline. Extensions encode their frames with it too.
+func EncodeFrame(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

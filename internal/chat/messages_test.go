@@ -81,22 +81,22 @@ func TestParseRequest(t *testing.T) {
 }
 
 func TestEncodeFrame(t *testing.T) {
-	got, err := encodeFrame(textFrame{Type: "text", Data: "<b>&\u2028", Raw: "你好", MsgID: 7})
+	got, err := EncodeFrame(textFrame{Type: "text", Data: "<b>&\u2028", Raw: "你好", MsgID: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `{"type":"text","id":"","frontId":"","toId":"","date":"","data":"<b>&\u2028","raw":"你好","msg_id":7}`
 	if string(got) != want {
-		t.Errorf("encodeFrame = %s, want %s", got, want)
+		t.Errorf("EncodeFrame = %s, want %s", got, want)
 	}
 	// A save frame carries is_read, and cmid when there is one.
 	isRead := 0
-	got, err = encodeFrame(textFrame{Type: "save", MsgID: 7, IsRead: &isRead, CMID: "<c>"})
+	got, err = EncodeFrame(textFrame{Type: "save", MsgID: 7, IsRead: &isRead, CMID: "<c>"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = `{"type":"save","id":"","frontId":"","toId":"","date":"","data":"","raw":"","msg_id":7,"is_read":0,"cmid":"<c>"}`
 	if string(got) != want {
-		t.Errorf("encodeFrame = %s, want %s", got, want)
+		t.Errorf("EncodeFrame = %s, want %s", got, want)
 	}
 }

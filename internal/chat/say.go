@@ -100,7 +100,7 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 		isRead = 1
 	}
 	msg.Type, msg.IsRead, msg.CMID = typeSave, &isRead, m.CMID
-	save, err := encodeFrame(msg)
+	save, err := EncodeFrame(msg)
 	if err != nil {
 		h.log.ErrorContext(ctx, "encode save frame", "client_id", c.ID, "uid", c.UID, "err", err)
 		return nil
@@ -144,7 +144,7 @@ func (h *Handler) messageFrame(typ, senderClientID string, m store.Message) text
 // reports whether any got it. When none did, the delivery is released so
 // that a retry of the message delivers it; it waits as unread meanwhile.
 func (h *Handler) deliver(ctx context.Context, c *worker.Client, msg textFrame, m store.Message, claimed bool, conns []string) bool {
-	text, err := encodeFrame(msg)
+	text, err := EncodeFrame(msg)
 	if err != nil { // cannot happen: every field is a string or a number
 		h.log.ErrorContext(ctx, "encode text frame", "client_id", c.ID, "msg_id", m.ID, "err", err)
 		return false

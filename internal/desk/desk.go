@@ -145,12 +145,17 @@ func (d *Desk) Close() {
 func (d *Desk) HandlesType(typ string) bool { return strings.HasPrefix(typ, "desk.") }
 
 // OnClose asks the sweeper to look at an agent's connections soon, so that
-// the grace period starts when the last one left.
+// the grace period starts when the last one left. It reads only the role
+// cache, which every desk request fills: a close costs no store query, and
+// an agent whose role was not cached is seen by the next regular sweep.
 func (d *Desk) OnClose(ctx context.Context, c *worker.Client) {
 	if c.UID == "" {
 		return
 	}
-	if u, ok := d.user(ctx, c.UID); ok && u.Role == store.RoleAgent {
+	d.mu.Lock()
+	e, hit := d.roles[c.UID]
+	d.mu.Unlock()
+	if hit && e.found && e.user.Role == store.RoleAgent {
 		select {
 		case d.sweepSoon <- struct{}{}:
 		default:
@@ -245,7 +250,7 @@ func (d *Desk) profileOf(ctx context.Context, uid string) profile {
 
 // reply sends one frame to the connection c.
 func (d *Desk) reply(ctx context.Context, c *worker.Client, v any) {
-	data, err := encode(v)
+	data, err := chat.EncodeFrame(v)
 	if err != nil {
 		d.log.ErrorContext(ctx, "desk: encode reply", "err", err)
 		return
@@ -270,7 +275,7 @@ func (d *Desk) toUIDs(ctx context.Context, v any, uids ...string) int {
 	if len(to) == 0 {
 		return 0
 	}
-	data, err := encode(v)
+	data, err := chat.EncodeFrame(v)
 	if err != nil {
 		d.log.ErrorContext(ctx, "desk: encode frame", "err", err)
 		return 0
@@ -286,7 +291,7 @@ func (d *Desk) toUIDs(ctx context.Context, v any, uids ...string) int {
 
 // toAgents sends one frame to every agent console.
 func (d *Desk) toAgents(ctx context.Context, v any) {
-	data, err := encode(v)
+	data, err := chat.EncodeFrame(v)
 	if err != nil {
 		d.log.ErrorContext(ctx, "desk: encode frame", "err", err)
 		return

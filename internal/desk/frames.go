@@ -1,7 +1,6 @@
 package desk
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"unicode/utf8"
@@ -194,18 +193,6 @@ func refuse(code, message string) *frameError { return &frameError{code: code, m
 
 func failed(code, message string, err error) *frameError {
 	return &frameError{code: code, message: message, err: err}
-}
-
-// encode marshals a frame without HTML escaping and without the trailing
-// newline, as the chat does.
-func encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // maxPreviewRunes bounds the last-message preview of the agents' list.
