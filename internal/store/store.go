@@ -15,6 +15,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -35,7 +36,7 @@ const AnonymousVisitorPrefix = "v_"
 // IsAnonymousVisitor reports whether uid is one the desk made up for a
 // widget visitor.
 func IsAnonymousVisitor(uid string) bool {
-	return len(uid) > len(AnonymousVisitorPrefix) && uid[:len(AnonymousVisitorPrefix)] == AnonymousVisitorPrefix
+	return len(uid) > len(AnonymousVisitorPrefix) && strings.HasPrefix(uid, AnonymousVisitorPrefix)
 }
 
 // Kind is a message's content type (the seed's `type` column: 1 text,
