@@ -32,7 +32,9 @@
 # BENCH_WARMUP, BENCH_DRAIN (how long open-loop runs wait for late texts),
 # PG_BIN (default /usr/lib/postgresql/15/bin), BENCH_PG_OPTS
 # (extra server options, e.g. "-c synchronous_commit=off"; recorded in the
-# tags), and the sizes named above. The gateways run with their per-client message rate and
+# tags), BENCH_GOMAXPROCS (GOMAXPROCS of each gatewire server process,
+# default 1; "default" leaves Go's, one per core; recorded in the tags) and
+# the sizes named above. The gateways run with their per-client message rate and
 # per-IP connection limits off (-message-rate -1 -max-conns-per-ip -1): the
 # benchmark's clients are few IPs sending fast on purpose.
 #
@@ -120,12 +122,26 @@ log_of() { # name
 	esac
 }
 
+# server_env: the environment of gatewire server processes. Seven Go
+# servers share the host's cores with Redis, PostgreSQL and chatbench;
+# with Go's default of one P per core each, every process spins, steals and
+# stops the world across all cores, which cost the 2-core machine ~2x the
+# CPU per say and stretched GC pauses to several ms (README, Performance).
+# One P each is what a container with a 1-CPU limit gets from Go anyway.
+server_env=()
+gomaxprocs=${BENCH_GOMAXPROCS:-1}
+[ "$gomaxprocs" = default ] || server_env=("GOMAXPROCS=$gomaxprocs")
+
 start() { # name command...
 	local name=$1; shift
 	"$@" >"$(log_of "$name")" 2>&1 &
 	names+=("$name")
 	pids+=("$!")
 }
+
+# start_server name command...: start, in server_env (env execs the
+# command, so the PID is the server's).
+start_server() { local name=$1; shift; start "$name" env ${server_env[@]+"${server_env[@]}"} "$@"; }
 
 pid_of() { # name
 	local i
@@ -308,7 +324,7 @@ cluster_up() { # G
 	reg_port=$(free_port)
 	mflag=$(metrics_flag "$dir/bin/register")
 	note_metrics register "$mflag"
-	start register "$dir/bin/register" -addr "127.0.0.1:$reg_port" $mflag
+	start_server register "$dir/bin/register" -addr "127.0.0.1:$reg_port" $mflag
 	wait_port "$reg_port" register
 	export GATEWIRE_REGISTER=127.0.0.1:$reg_port
 	local ws_ports=()
@@ -316,7 +332,7 @@ cluster_up() { # G
 		local ws link
 		ws=$(free_port) link=$(free_port) mflag=$(metrics_flag "$dir/bin/gateway")
 		note_metrics "gateway$i" "$mflag"
-		start "gateway$i" "$dir/bin/gateway" -ws-addr "127.0.0.1:$ws" -link-addr "127.0.0.1:$link" \
+		start_server "gateway$i" "$dir/bin/gateway" -ws-addr "127.0.0.1:$ws" -link-addr "127.0.0.1:$link" \
 			$mflag ${gw_flags[@]+"${gw_flags[@]}"}
 		ws_ports+=("$ws")
 		ws_urls+=("ws://127.0.0.1:$ws/")
@@ -325,7 +341,7 @@ cluster_up() { # G
 		local push http
 		push=$(free_port) http=$(free_port) mflag=$(metrics_flag "$dir/bin/worker")
 		note_metrics "worker$i" "$mflag"
-		start "worker$i" "$dir/bin/worker" -push-addr "127.0.0.1:$push" -push-http-addr "127.0.0.1:$http" \
+		start_server "worker$i" "$dir/bin/worker" -push-addr "127.0.0.1:$push" -push-http-addr "127.0.0.1:$http" \
 			-http-addr "" $mflag ${bind_flags[@]+"${bind_flags[@]}"}
 		wait_port "$http" "worker$i"
 		push_urls+=("http://127.0.0.1:$http")
@@ -374,7 +390,7 @@ bench() {
 	rm -f "$dir/logs/chatbench-$run.log"
 	local line
 	line=$("$dir/bin/chatbench" "$@" -tag "run=$run" -tag "suite=$suite" -tag "commit=$commit" \
-		-tag "host_cpus=$(nproc)" -tag "bind_mode=$bind_mode" ${BENCH_PG_OPTS:+-tag "pg_opts=$BENCH_PG_OPTS"} 2>"$dir/logs/chatbench-$run.log") || {
+		-tag "host_cpus=$(nproc)" -tag "bind_mode=$bind_mode" -tag "server_gomaxprocs=$gomaxprocs" ${BENCH_PG_OPTS:+-tag "pg_opts=$BENCH_PG_OPTS"} 2>"$dir/logs/chatbench-$run.log") || {
 		echo "chatbench failed; its log:" >&2
 		tail -n 30 "$dir/logs/chatbench-$run.log" >&2
 		return 1
