@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,12 +34,15 @@ type conn struct {
 	id       string
 	g        *Gateway
 	ws       *websocket.Conn
+	wire     *wire
+	peer     netip.Addr // the client's address, as admitted
 	slow     atomic.Bool // the queue overflowed: closing
 	throttle *throttle
 
-	// The writer and the pinger run only while they have work, and the
-	// queue grows only while frames wait: an idle connection costs its
-	// reader goroutine and little else.
+	// The writer and the pinger run only while they have work, the reader
+	// sits in a small stack while the client is silent (wire), and the
+	// queue grows only while frames wait: an idle connection costs one
+	// parked goroutine and little else.
 	gmu       sync.Mutex     // guards the fields below
 	queue     []frame        // frames waiting for the writer, oldest first
 	queued    int64          // bytes in queue
@@ -48,11 +52,6 @@ type conn struct {
 	pingTimer *time.Timer    // fires the next ping
 	misses    int            // unanswered pings in a row; the pinger's alone
 	running   sync.WaitGroup // writer and pinger goroutines
-
-	// writeTimer cuts the connection when a write takes longer than
-	// WriteTimeout. It belongs to the writer (one at a time) and is made by
-	// its first write.
-	writeTimer *time.Timer
 
 	ctx    context.Context // ends when the connection is finished
 	cancel context.CancelFunc
@@ -66,6 +65,8 @@ type conn struct {
 	worker  *link
 
 	finishOnce sync.Once
+
+	draining bool // the reader only drains: the connection is closing
 }
 
 // ServeHTTP accepts a WebSocket client.
@@ -95,7 +96,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.reason, err.status)
 		return
 	}
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.OriginPatterns})
+	h := &hijacker{ResponseWriter: w}
+	ws, err := websocket.Accept(h, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.OriginPatterns})
 	if err != nil {
 		g.admit.release(remote.Addr())
 		g.log.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
@@ -107,7 +109,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// g.ctx's children and a Done channel.
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		id: clientid.Make(g.cfg.ID, g.seq.Add(1)), g: g, ws: ws,
+		id: clientid.Make(g.cfg.ID, g.seq.Add(1)), g: g, ws: ws, wire: h.wire, peer: remote.Addr(),
 		ctx: ctx, cancel: cancel,
 		throttle: newThrottle(g.cfg.MessageRate, g.cfg.MessageBurst, g.cfg.RateStrikes),
 	}
@@ -117,25 +119,46 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The connection is hijacked: it outlives this handler, whose
 	// goroutine (and its large stack) can go.
 	handedOff = true
-	go func() {
-		defer g.wg.Done()
-		defer g.admit.release(remote.Addr())
-		defer metrics.Connections.Dec()
-		c.serve(ev)
-	}()
+	go c.serve(ev)
 }
 
-// serve runs the connection after its handshake: it reports the connect,
-// reads until the connection ends and then cleans up.
+// serve runs the connection after its handshake: it reports the connect
+// and reads.
 func (c *conn) serve(connect *linkv1.Event) {
 	c.schedulePing()
-	var readErr error
-	if c.g.dispatch(c.ctx, c, connect) {
-		readErr = c.readLoop()
-	} else {
+	if !c.g.dispatch(c.ctx, c, connect) {
 		c.closeWith(websocket.StatusTryAgainLater, "no worker available")
-		readErr = c.drain()
+		c.draining = true
 	}
+	c.read()
+}
+
+// read reads the client's frames until the client falls silent, then
+// hands the connection to a fresh goroutine that waits in a small stack
+// (see wire) and reads on; when the connection ends it cleans up. One
+// goroutine at a time runs read, and owns draining.
+func (c *conn) read() {
+	var err error
+	if c.draining {
+		err = c.drain()
+	} else {
+		err = c.readLoop()
+	}
+	if errors.Is(err, errIdle) {
+		go c.await()
+		return
+	}
+	c.end(err)
+}
+
+// await waits for the client to send something, then reads it.
+func (c *conn) await() {
+	c.wire.waitReadable()
+	c.read()
+}
+
+// end cleans up after the connection's last read.
+func (c *conn) end(readErr error) {
 	c.finish(readErr)
 	c.gmu.Lock()
 	c.done = true
@@ -144,6 +167,9 @@ func (c *conn) serve(connect *linkv1.Event) {
 	}
 	c.gmu.Unlock()
 	c.running.Wait()
+	metrics.Connections.Dec()
+	c.g.admit.release(c.peer)
+	c.g.wg.Done()
 }
 
 // register adds c to the gateway's connections; if the gateway started
@@ -174,7 +200,8 @@ func connected(r *http.Request, remote, public string) *linkv1.Connected {
 	return ev
 }
 
-// readLoop forwards the client's frames until the connection ends.
+// readLoop forwards the client's frames until the connection ends or the
+// client falls silent (errIdle).
 func (c *conn) readLoop() error {
 	for {
 		typ, data, err := c.ws.Read(noDeadline)
@@ -191,6 +218,7 @@ func (c *conn) readLoop() error {
 			metrics.RateLimitClosed.Inc()
 			c.g.log.Info("closing client over the message rate limit", "client_id", c.id)
 			c.closeWith(websocket.StatusPolicyViolation, "message rate limit exceeded")
+			c.draining = true
 			return c.drain()
 		}
 		uid, session, version := c.state()
@@ -200,6 +228,7 @@ func (c *conn) readLoop() error {
 			if c.ctx.Err() == nil {
 				c.closeWith(websocket.StatusTryAgainLater, "no worker available")
 			}
+			c.draining = true
 			return c.drain()
 		}
 	}
@@ -213,7 +242,7 @@ func (c *conn) readLoop() error {
 var noDeadline = context.Background()
 
 // drain reads until the connection is closed, so that a close handshake
-// can complete, and returns the error that ended it.
+// can complete, and returns the error that ended it (or errIdle).
 func (c *conn) drain() error {
 	for {
 		if _, _, err := c.ws.Read(noDeadline); err != nil {
@@ -246,7 +275,9 @@ func (c *conn) writeLoop() {
 			return
 		}
 		if f.close {
-			// Close waits for the peer's close frame, read by the read loop.
+			// Close waits for the peer's close frame, read by the read loop
+			// or by Close itself, and neither may give up on a silent wire.
+			c.wire.blockFromNowOn()
 			_ = c.ws.Close(f.status, f.reason)
 			c.cancel()
 			return
@@ -256,16 +287,12 @@ func (c *conn) writeLoop() {
 			typ = websocket.MessageBinary
 		}
 		// A write context with a deadline would cost a timer, a context and
-		// an AfterFunc per frame, which a fan-out pays once per member; the
-		// reused writeTimer bounds the write instead, and every end of the
+		// an AfterFunc per frame, which a fan-out pays once per member; a
+		// socket deadline bounds the write instead, and every end of the
 		// connection closes it, which ends the write.
-		if c.writeTimer == nil {
-			c.writeTimer = time.AfterFunc(c.g.cfg.WriteTimeout, c.cut)
-		} else {
-			c.writeTimer.Reset(c.g.cfg.WriteTimeout)
-		}
+		c.wire.writeDeadline(c.g.cfg.WriteTimeout)
 		err := c.ws.Write(noDeadline, typ, f.data)
-		c.writeTimer.Stop()
+		c.wire.writeDeadline(0)
 		if err != nil {
 			c.cut()
 			return
@@ -336,7 +363,9 @@ func (c *conn) ping() {
 	c.gmu.Unlock()
 	defer c.running.Done()
 
-	ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.PingInterval)
+	// Not a child of c.ctx (Ping returns when the connection closes), so
+	// that c.ctx needs no Done channel nor list of children.
+	ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.PingInterval)
 	err := c.ws.Ping(ctx)
 	cancel()
 	switch {

@@ -3,23 +3,27 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net"
 	"net/http"
 )
 
-// connBufferSize is the size of a connection's read and write buffers.
-// net/http hands a hijacked connection 4 KiB of each; chat frames are a few
-// hundred bytes and fit, larger ones pass the buffers by (one more
-// syscall), and an idle connection is better off holding less.
+// connBufferSize is the size of a connection's write buffer (its reads
+// are buffered by its wire). net/http hands a hijacked connection 4 KiB;
+// chat frames are a few hundred bytes and fit, larger ones pass the buffer
+// by (one more syscall), and an idle connection is better off holding less.
 const connBufferSize = 512
 
-// smallBuffers is a ResponseWriter whose Hijack returns the connection with
-// connBufferSize buffers in place of the server's.
-type smallBuffers struct{ http.ResponseWriter }
+// hijacker is a ResponseWriter whose Hijack returns the connection as a
+// wire, which it keeps for the gateway, with connBufferSize buffers in
+// place of the server's. (The library reads through the net.Conn, not
+// the reader of the bufio.Reader it is given.)
+type hijacker struct {
+	http.ResponseWriter
+	wire *wire
+}
 
-func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -27,10 +31,11 @@ func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		_ = c.Close()
 		return nil, nil, err
 	}
-	var r io.Reader = c
-	if n := brw.Reader.Buffered(); n > 0 { // what the client sent after its request
+	var early []byte // what the client sent after its request
+	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
+		early = bytes.Clone(b)
 	}
-	return c, bufio.NewReadWriter(bufio.NewReaderSize(r, connBufferSize), bufio.NewWriterSize(c, connBufferSize)), nil
+	h.wire = newWire(c, early)
+	return h.wire, bufio.NewReadWriter(bufio.NewReaderSize(h.wire, wireBufioSize), bufio.NewWriterSize(c, connBufferSize)), nil
 }

@@ -1,0 +1,230 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// errIdle is what a wire's Read returns, instead of blocking, when the
+// client has sent nothing more and the stream rests between messages.
+var errIdle = errors.New("gateway: connection idle")
+
+// wire is a hijacked client connection as the websocket library gets it:
+// its Read is what the library's bufio.Reader reads.
+//
+// An idle connection should cost little: a goroutine parked inside the
+// library's Read sits ~2.2 KiB deep and so keeps a 4 KiB stack for the
+// life of the connection. So, where the stream rests — every frame read
+// in full, no fragmented message open — Read does not block: it reads
+// what the socket holds, or returns errIdle. The library then returns
+// that error from its Read untouched, having consumed nothing (a frame
+// header's first byte was all it asked for), and the connection's reader
+// goroutine ends; a new one waits for the socket, a few frames deep in a
+// 2 KiB stack (waitReadable), and reads on.
+//
+// Read tracks frame boundaries by parsing the frame headers of the bytes
+// it hands up. That is exact because bufio.Reader asks for more only once
+// its buffer is empty, and the library reads the connection through
+// ReadByte and Read alone: every byte handed up has been consumed.
+//
+// The read-ahead buffer is the wire's too, borrowed from a pool while
+// bytes wait in it: the library's bufio.Reader gets the smallest buffer
+// there is (wireBufioSize), and a silent connection holds none.
+type wire struct {
+	net.Conn
+	raw syscall.RawConn // nil: no idling (not a socket), Read always blocks
+	// ahead holds bytes read from the socket and not yet handed up: at
+	// first what the client sent after its handshake request, which the
+	// HTTP server had buffered; then the rest of a read into borrowed.
+	ahead    []byte
+	borrowed *[readAhead]byte
+	// blocking, once set, makes every Read block: a close handshake
+	// waits for the client's close frame.
+	blocking atomic.Bool
+	frames   frameTracker
+}
+
+// newWire wraps a hijacked connection; early is what the server had read
+// past the handshake request.
+func newWire(c net.Conn, early []byte) *wire {
+	w := &wire{Conn: c, ahead: early}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.raw = raw
+		}
+	}
+	return w
+}
+
+// readAhead is how much a wire reads from the socket at once: chat frames
+// are a few hundred bytes.
+const readAhead = 512
+
+// wireBufioSize is the buffer size of the bufio.Reader over a wire, the
+// smallest bufio allows; the wire does the reading ahead.
+const wireBufioSize = 16
+
+var readAheadPool = sync.Pool{New: func() any { return new([readAhead]byte) }}
+
+// Read implements net.Conn.
+func (w *wire) Read(p []byte) (int, error) {
+	if len(w.ahead) == 0 && len(p) < readAhead {
+		b := readAheadPool.Get().(*[readAhead]byte)
+		n, err := w.readSocket(b[:])
+		if n == 0 {
+			readAheadPool.Put(b)
+			return 0, err
+		}
+		w.borrowed, w.ahead = b, b[:n]
+	}
+	if len(w.ahead) == 0 {
+		n, err := w.readSocket(p)
+		w.frames.feed(p[:n])
+		return n, err
+	}
+	n := copy(p, w.ahead)
+	w.frames.feed(p[:n])
+	if w.ahead = w.ahead[n:]; len(w.ahead) == 0 {
+		w.ahead = nil
+		if w.borrowed != nil {
+			readAheadPool.Put(w.borrowed)
+			w.borrowed = nil
+		}
+	}
+	return n, nil
+}
+
+// readSocket reads from the socket: without waiting where the stream
+// rests, waiting elsewhere.
+func (w *wire) readSocket(p []byte) (int, error) {
+	if w.raw != nil && w.frames.resting() && !w.blocking.Load() {
+		return w.readNow(p)
+	}
+	return w.Conn.Read(p)
+}
+
+// readNow reads what the socket holds without waiting: errIdle when it
+// holds nothing.
+func (w *wire) readNow(p []byte) (n int, err error) {
+	var serr error
+	if rerr := w.raw.Read(func(fd uintptr) bool {
+		for {
+			n, serr = syscall.Read(int(fd), p)
+			if serr != syscall.EINTR {
+				return true
+			}
+		}
+	}); rerr != nil {
+		return 0, rerr
+	}
+	switch {
+	case serr == syscall.EAGAIN:
+		return 0, errIdle
+	case serr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: serr}
+	case n <= 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// waitReadable parks until the socket has something to read: data, its
+// end, or an error. It returns at once on a connection that cannot idle.
+func (w *wire) waitReadable() {
+	if w.raw == nil {
+		return
+	}
+	var b [1]byte
+	_ = w.raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return n > 0 || err != syscall.EAGAIN
+	})
+}
+
+// blockFromNowOn makes every later Read block, as a close handshake needs.
+func (w *wire) blockFromNowOn() { w.blocking.Store(true) }
+
+// writeDeadline bounds the writes that follow by timeout; zero lifts it.
+// A socket deadline costs no timer or goroutine of its own, and the one
+// write it bounds fails when it passes.
+func (w *wire) writeDeadline(timeout time.Duration) {
+	var t time.Time
+	if timeout > 0 {
+		t = time.Now().Add(timeout)
+	}
+	_ = w.SetWriteDeadline(t)
+}
+
+// frameTracker follows the frame structure of a client's byte stream
+// (RFC 6455 section 5.2) to tell where it rests.
+type frameTracker struct {
+	header   [14]byte // the current frame's header, as far as seen
+	seen     int      // bytes of header seen
+	payload  uint64   // payload bytes of the current frame still to come
+	fragment bool     // a data message is open: its final frame is to come
+}
+
+// resting reports whether the stream is between messages: the last frame
+// was read in full and no fragmented message is open.
+func (t *frameTracker) resting() bool {
+	return t.seen == 0 && t.payload == 0 && !t.fragment
+}
+
+// feed advances the tracker over b, the next bytes of the stream.
+func (t *frameTracker) feed(b []byte) {
+	for len(b) > 0 {
+		if t.payload > 0 {
+			k := min(uint64(len(b)), t.payload)
+			t.payload -= k
+			b = b[k:]
+			continue
+		}
+		t.header[t.seen] = b[0]
+		t.seen++
+		b = b[1:]
+		if t.seen < 2 || t.seen < headerLength(t.header[1]) {
+			continue
+		}
+		t.payload = payloadLength(t.header[:t.seen])
+		if opcode := t.header[0] & 0x0f; opcode < 0x8 { // continuation, text or binary
+			t.fragment = t.header[0]&0x80 == 0
+		}
+		t.seen = 0
+	}
+}
+
+// headerLength is the length of a frame header whose second byte is b1.
+func headerLength(b1 byte) int {
+	n := 2
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 { // masked
+		n += 4
+	}
+	return n
+}
+
+// payloadLength is the payload length a complete frame header gives.
+func payloadLength(h []byte) uint64 {
+	switch l := h[1] & 0x7f; l {
+	case 126:
+		return uint64(h[2])<<8 | uint64(h[3])
+	case 127:
+		var n uint64
+		for _, b := range h[2:10] {
+			n = n<<8 | uint64(b)
+		}
+		return n
+	default:
+		return uint64(l)
+	}
+}
