@@ -35,7 +35,7 @@ type conn struct {
 	g        *Gateway
 	ws       *websocket.Conn
 	wire     *wire
-	peer     netip.Addr // the client's address, as admitted
+	peer     netip.Addr  // the client's address, as admitted
 	slow     atomic.Bool // the queue overflowed: closing
 	throttle *throttle
 
