@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -55,6 +57,7 @@ type GatewayConfig struct {
 
 // RunGateway runs a gateway writing to the Redis directory until ctx ends.
 func RunGateway(ctx context.Context, cfg GatewayConfig, log *slog.Logger) error {
+	gatewayGC()
 	if cfg.Redis.Addr == "" {
 		return errors.New("gateway: a Redis address is required (-redis)")
 	}
@@ -64,6 +67,20 @@ func RunGateway(ctx context.Context, cfg GatewayConfig, log *slog.Logger) error 
 	}
 	defer rdb.Close()
 	return serveGateway(ctx, cfg, directory.NewRedis(rdb, cfg.Redis.prefix()), log)
+}
+
+// gatewayGCPercent is a gateway process's GOGC unless the environment sets
+// one. A gateway's heap is mostly the long-lived state of its connections
+// and it allocates little per frame, so collecting at half the usual
+// growth costs little CPU and holds each connection in ~2 KB less memory
+// (README, Performance).
+const gatewayGCPercent = 50
+
+// gatewayGC applies gatewayGCPercent unless GOGC is set.
+func gatewayGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gatewayGCPercent)
+	}
 }
 
 func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Directory, log *slog.Logger) error {
