@@ -404,10 +404,14 @@ INSERT INTO message_deliveries (id)
 SELECT id FROM messages WHERE id = $1 AND NOT delivered
 ON CONFLICT (id) DO NOTHING`
 	// pgMarkDelivered records the deliveries of the existing messages
-	// among $1.
+	// among $1: one primary-key lookup per id. (With "m.id = ANY($1)" the
+	// generic plan of the prepared statement scanned the whole table:
+	// 8 ms a call at 50,000 messages, most of PostgreSQL's CPU at 2,200
+	// say/s.)
 	pgMarkDelivered = `
 INSERT INTO message_deliveries (id)
-SELECT m.id FROM messages m WHERE m.id = ANY($1) AND NOT m.delivered
+SELECT m.id FROM unnest($1::bigint[]) AS u(id) JOIN messages m ON m.id = u.id
+WHERE NOT m.delivered
 ON CONFLICT (id) DO NOTHING`
 	// pgReleaseDelivery removes the delivery record of an unread message.
 	pgReleaseDelivery = `
