@@ -218,8 +218,7 @@ func (c *conn) readLoop() error {
 			metrics.RateLimitClosed.Inc()
 			c.g.log.Info("closing client over the message rate limit", "client_id", c.id)
 			c.closeWith(websocket.StatusPolicyViolation, "message rate limit exceeded")
-			c.draining = true
-			return c.drain()
+			return c.drainFromNow()
 		}
 		uid, session, version := c.state()
 		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session, StateVersion: version,
@@ -228,8 +227,7 @@ func (c *conn) readLoop() error {
 			if c.ctx.Err() == nil {
 				c.closeWith(websocket.StatusTryAgainLater, "no worker available")
 			}
-			c.draining = true
-			return c.drain()
+			return c.drainFromNow()
 		}
 	}
 }
@@ -240,6 +238,12 @@ func (c *conn) readLoop() error {
 // each write with its timer; a context with a Done channel would make the
 // library arm and disarm a callback for every read and write.
 var noDeadline = context.Background()
+
+// drainFromNow makes the reader only drain, now and after every silence.
+func (c *conn) drainFromNow() error {
+	c.draining = true
+	return c.drain()
+}
 
 // drain reads until the connection is closed, so that a close handshake
 // can complete, and returns the error that ended it (or errIdle).

@@ -6,11 +6,10 @@ import (
 	"testing"
 )
 
-// clientFrame is a masked client frame (RFC 6455 5.2) with the given first
-// byte and a payload of n bytes.
-func clientFrame(b0 byte, n int) []byte {
+// clientFrame is a masked client frame (RFC 6455 5.2) with first byte b0.
+func clientFrame(b0 byte, payload []byte) []byte {
 	f := []byte{b0}
-	switch {
+	switch n := len(payload); {
 	case n < 126:
 		f = append(f, 0x80|byte(n))
 	case n < 1<<16:
@@ -20,8 +19,12 @@ func clientFrame(b0 byte, n int) []byte {
 		f = append(f, 0x80|127)
 		f = binary.BigEndian.AppendUint64(f, uint64(n))
 	}
-	f = append(f, 1, 2, 3, 4) // mask key
-	return append(f, make([]byte, n)...)
+	mask := [4]byte{0x11, 0x22, 0x33, 0x44}
+	f = append(f, mask[:]...)
+	for i, b := range payload {
+		f = append(f, b^mask[i%4])
+	}
+	return f
 }
 
 // TestFrameTracker feeds a stream of frames in random pieces and checks
@@ -39,17 +42,17 @@ func TestFrameTracker(t *testing.T) {
 		frame []byte
 		rests bool // after this frame
 	}{
-		{clientFrame(textFin, 0), true},
-		{clientFrame(textFin, 5), true},
-		{clientFrame(pong, 3), true},
-		{clientFrame(textFin, 125), true},
-		{clientFrame(textFin, 126), true},
-		{clientFrame(textFin, 70000), true},
-		{clientFrame(textMore, 10), false},
-		{clientFrame(ping, 4), false}, // a control frame inside a message
-		{clientFrame(contMore, 300), false},
-		{clientFrame(contFin, 1), true},
-		{clientFrame(ping, 0), true},
+		{clientFrame(textFin, make([]byte, 0)), true},
+		{clientFrame(textFin, make([]byte, 5)), true},
+		{clientFrame(pong, make([]byte, 3)), true},
+		{clientFrame(textFin, make([]byte, 125)), true},
+		{clientFrame(textFin, make([]byte, 126)), true},
+		{clientFrame(textFin, make([]byte, 70000)), true},
+		{clientFrame(textMore, make([]byte, 10)), false},
+		{clientFrame(ping, make([]byte, 4)), false}, // a control frame inside a message
+		{clientFrame(contMore, make([]byte, 300)), false},
+		{clientFrame(contFin, make([]byte, 1)), true},
+		{clientFrame(ping, make([]byte, 0)), true},
 	}
 	for seed := range uint64(50) {
 		r := rand.New(rand.NewPCG(seed, 1))

@@ -45,21 +45,7 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 }
 
 // frame is a masked client frame with first byte b0.
-func frame(b0 byte, payload string) []byte {
-	f := []byte{b0}
-	if len(payload) < 126 {
-		f = append(f, 0x80|byte(len(payload)))
-	} else {
-		f = append(f, 0x80|126)
-		f = binary.BigEndian.AppendUint16(f, uint16(len(payload)))
-	}
-	mask := []byte{0x11, 0x22, 0x33, 0x44}
-	f = append(f, mask...)
-	for i := range len(payload) {
-		f = append(f, payload[i]^mask[i%4])
-	}
-	return f
-}
+func frame(b0 byte, payload string) []byte { return gateway.ClientFrame(b0, []byte(payload)) }
 
 // send writes the pieces of b split at cuts, pausing between them so
 // that the gateway finds the socket empty mid-frame.

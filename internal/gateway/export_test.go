@@ -1,0 +1,4 @@
+package gateway
+
+// ClientFrame is clientFrame, for the external tests.
+var ClientFrame = clientFrame
