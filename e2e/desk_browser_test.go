@@ -194,10 +194,6 @@ func deskScenario(t *testing.T, b *browser, sh *shop, site deskSite) {
 	a86.waitJS("86's reply read by the visitor", `Array.from(document.querySelectorAll('#messages li')).some((m) => m.dataset.role === 'agent' && m.dataset.state === 'read')`)
 
 	// ---- typing, both ways ----
-	// The widget sends at most one typing indicator per TYPING_EVERY (2 s),
-	// and it sent one while the first message was typed, which on a fast
-	// machine is less than that ago: a burst of keys now would send none.
-	time.Sleep(widgetTypingEvery + 100*time.Millisecond)
 	v.widgetType("订单号是")
 	a86.waitJS("the visitor typing", `!document.getElementById('typing').hidden`)
 	a86.focus("input")
@@ -308,9 +304,6 @@ func (tb *tab) widgetLang(lang string) {
 	tb.t.Helper()
 	tb.widget(`const s = r.getElementById('gw-lang'); s.value = '` + lang + `'; s.dispatchEvent(new Event('change'))`)
 }
-
-// widgetTypingEvery is the widget's TYPING_EVERY.
-const widgetTypingEvery = 2 * time.Second
 
 // widgetType focuses a field of the widget (the message box by default)
 // and types text as key events.

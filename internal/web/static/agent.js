@@ -88,6 +88,7 @@
   let retry = 0;
   let cmidSeq = 0;
   let lastTyping = 0;
+  let typingHeld = 0; // timer of an indicator held back by TYPING_EVERY
   let typingTimer = 0;
   let cannedActive = 0;
 
@@ -579,6 +580,23 @@
     return 'a' + Date.now().toString(36) + '-' + (++cmidSeq) + '-' + Math.random().toString(36).slice(2, 6);
   }
 
+  // typed sends the current visitor a typing indicator (not for a canned
+  // reply's /shortcut), at most one per TYPING_EVERY: one that comes too
+  // soon is held back and sent when the time is up, if the agent is still
+  // typing, so a short burst is never lost.
+  function typed() {
+    const c = current();
+    const v = $('input').value;
+    if (!mine(c) || !v || v.startsWith('/') || typingHeld) return;
+    const wait = lastTyping + TYPING_EVERY - Date.now();
+    if (wait > 0) {
+      typingHeld = setTimeout(() => { typingHeld = 0; typed(); }, wait);
+      return;
+    }
+    lastTyping = Date.now();
+    send({ type: 'desk.typing', visitor: c.visitor });
+  }
+
   function sendText() {
     const c = current();
     const text = $('input').value;
@@ -725,12 +743,7 @@
     });
     $('input').addEventListener('input', () => {
       renderCanned();
-      const c = current();
-      const now = Date.now();
-      if (mine(c) && $('input').value && !$('input').value.startsWith('/') && now - lastTyping > TYPING_EVERY) {
-        lastTyping = now;
-        send({ type: 'desk.typing', visitor: c.visitor });
-      }
+      typed();
     });
     $('image').addEventListener('click', () => $('file').click());
     $('file').addEventListener('change', () => {

@@ -151,6 +151,7 @@
   let retry = 0;
   let status = { state: 'new', agent: null, position: 0, online: 0, email: '' };
   let lastTypingSent = 0;
+  let typingHeld = 0; // timer of an indicator held back by TYPING_EVERY
   let typingTimer = 0;
   let cmidSeq = 0;
   let historyLoaded = false;
@@ -378,6 +379,20 @@
     return 'w' + Date.now().toString(36) + '-' + (++cmidSeq) + '-' + Math.random().toString(36).slice(2, 6);
   }
 
+  // typed sends a typing indicator, at most one per TYPING_EVERY: one
+  // that comes too soon is held back and sent when the time is up, if the
+  // visitor is still typing, so a short burst is never lost.
+  function typed() {
+    if (!ui.input.value || typingHeld) return;
+    const wait = lastTypingSent + TYPING_EVERY - Date.now();
+    if (wait > 0) {
+      typingHeld = setTimeout(() => { typingHeld = 0; typed(); }, wait);
+      return;
+    }
+    lastTypingSent = Date.now();
+    sendFrame({ type: 'desk.typing' });
+  }
+
   function sendText() {
     const text = ui.input.value;
     if (!text.trim()) return;
@@ -474,11 +489,7 @@
     });
     ui.input.addEventListener('input', () => {
       autosize();
-      const now = Date.now();
-      if (ui.input.value && now - lastTypingSent > TYPING_EVERY) {
-        lastTypingSent = now;
-        sendFrame({ type: 'desk.typing' });
-      }
+      typed();
     });
     ui.imageBtn.addEventListener('click', () => ui.file.click());
     ui.file.addEventListener('change', () => {
