@@ -204,6 +204,39 @@ func TestPostgresPlans(t *testing.T) {
 	}
 }
 
+// TestPostgresMarkDeliveredPlan checks the plan PostgreSQL caches for
+// pgMarkDelivered on a new, never analyzed table, as a worker's prepared
+// statement gets it on a fresh deployment: a primary-key probe per id. A
+// join planned there scanned all of messages, every call, until the
+// table's first ANALYZE.
+func TestPostgresMarkDeliveredPlan(t *testing.T) {
+	s := openPostgresT(t, freshDatabase(t, testsvc.Postgres(t)))
+	ctx := ctxT(t)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, q := range []string{
+		`SET plan_cache_mode = force_generic_plan`,
+		`PREPARE mark_delivered(bigint[]) AS ` + pgMarkDelivered,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	defer conn.Exec(ctx, `DEALLOCATE mark_delivered; RESET plan_cache_mode`) //nolint:errcheck // the pool drops the connection's state with it
+	var plan string
+	if err := conn.QueryRow(ctx, `EXPLAIN (FORMAT JSON) EXECUTE mark_delivered('{1,2,3}')`).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	uses, summary := planUsesIndex(t, plan, "messages_pkey")
+	if !uses || strings.Contains(summary, "Seq Scan") || strings.Contains(summary, "Hash") {
+		t.Errorf("generic plan of mark delivered on a new table is not a primary-key probe per id: %s", summary)
+	}
+	t.Logf("mark delivered: %s", summary)
+}
+
 // planUsesIndex reports whether an EXPLAIN (FORMAT JSON) plan has an index
 // scan node (plain, index-only or bitmap) on index, and summarises the plan.
 func planUsesIndex(t *testing.T, plan, index string) (bool, string) {
