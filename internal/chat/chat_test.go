@@ -199,6 +199,15 @@ func (f *fakeAPI) SendToAll(ctx context.Context, data []byte, binary bool, clien
 	return n, nil
 }
 
+// Post is SendToAll to clientIDs without the count; none is no call.
+func (f *fakeAPI) Post(ctx context.Context, clientIDs []string, data []byte, binary bool) error {
+	if len(clientIDs) == 0 {
+		return nil
+	}
+	_, err := f.SendToAll(ctx, data, binary, clientIDs, nil)
+	return err
+}
+
 func (f *fakeAPI) BindUID(ctx context.Context, clientID, uid string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -105,7 +105,11 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 		h.log.ErrorContext(ctx, "encode save frame", "client_id", c.ID, "uid", c.UID, "err", err)
 		return nil
 	}
-	if _, err := h.sendTo(ctx, conns[c.UID], save); err != nil {
+	// Nothing depends on the save's fate, so the gateways need not answer.
+	callCtx, cancel = context.WithTimeout(ctx, h.timeout)
+	err = h.api.Post(callCtx, conns[c.UID], save, false)
+	cancel()
+	if err != nil {
 		// The message is stored and was handed on; a retry with the same
 		// cmid gets this save again.
 		h.log.WarnContext(ctx, "send save frame to sender", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)

@@ -300,6 +300,10 @@ func (f *fakeAPI) SendToAll(_ context.Context, data []byte, binary bool, ids, ex
 	return 4, f.record("SendToAll", data, binary, ids, exclude)
 }
 
+func (f *fakeAPI) Post(_ context.Context, ids []string, data []byte, binary bool) error {
+	return f.record("Post", ids, data, binary)
+}
+
 func (f *fakeAPI) SendToGroup(_ context.Context, groups []string, data []byte, binary bool, exclude []string) (int, error) {
 	return 3, f.record("SendToGroup", groups, data, binary, exclude)
 }

@@ -22,8 +22,8 @@ var (
 )
 
 // API is the business API shared by handlers and the Push API
-// (GatewayWorker's Gateway:: calls). Every call waits for a real answer from
-// the gateways and the directory involved, bounded by ctx.
+// (GatewayWorker's Gateway:: calls). Every call but Post waits for a real
+// answer from the gateways and the directory involved, bounded by ctx.
 type API interface {
 	// SendToClient sends one text (or binary) frame to one connection.
 	// ErrNotFound when it is not connected.
@@ -51,6 +51,13 @@ type API interface {
 	// not empty, to those — except the excluded ones, and returns how many
 	// it reached. Each gateway gets one command and fans out itself.
 	SendToAll(ctx context.Context, data []byte, binary bool, clientIDs, exclude []string) (int, error)
+	// Post hands one frame for the connections clientIDs to their gateways
+	// and returns without waiting for them to write it, which saves each
+	// gateway a result message: for frames whose fate changes nothing, like
+	// a say's save, which a retry of the say gets again. It fails when a
+	// client_id is malformed or a gateway's link is down; a connection that
+	// closed meanwhile just misses the frame.
+	Post(ctx context.Context, clientIDs []string, data []byte, binary bool) error
 	// SendToGroup sends one frame to every member of the groups except the
 	// excluded connections (one command per gateway holding members).
 	SendToGroup(ctx context.Context, groups []string, data []byte, binary bool, exclude []string) (int, error)

@@ -18,17 +18,9 @@ func (a *api) SendToAll(ctx context.Context, data []byte, binary bool, clientIDs
 	ctx, cancel := a.withTimeout(ctx)
 	defer cancel()
 	if len(clientIDs) > 0 {
-		skip := toSet(exclude)
-		byGateway := make(map[string][]string)
-		for _, id := range clientIDs {
-			if _, ok := skip[id]; ok {
-				continue
-			}
-			gw, err := clientid.GatewayOf(id)
-			if err != nil {
-				return 0, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
-			}
-			byGateway[gw] = append(byGateway[gw], id)
+		byGateway, err := byGatewayOf(clientIDs, toSet(exclude))
+		if err != nil {
+			return 0, err
 		}
 		return a.sendToGateways(ctx, byGateway, data, binary)
 	}
@@ -55,6 +47,45 @@ func (a *api) SendToAll(ctx context.Context, data []byte, binary bool, clientIDs
 		return nil
 	})
 	return delivered, err
+}
+
+// byGatewayOf groups clientIDs, less those in skip, by their gateway.
+func byGatewayOf(clientIDs []string, skip map[string]struct{}) (map[string][]string, error) {
+	byGateway := make(map[string][]string)
+	for _, id := range clientIDs {
+		if _, ok := skip[id]; ok {
+			continue
+		}
+		gw, err := clientid.GatewayOf(id)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+		byGateway[gw] = append(byGateway[gw], id)
+	}
+	return byGateway, nil
+}
+
+func (a *api) Post(ctx context.Context, clientIDs []string, data []byte, binary bool) error {
+	byGateway, err := byGatewayOf(clientIDs, nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.withTimeout(ctx)
+	defer cancel()
+	var errs []error
+	for gw, ids := range byGateway {
+		l, err := a.w().linkTo(gw)
+		if errors.Is(err, ErrNotFound) {
+			continue // the gateway died after the lookup: its clients are gone
+		}
+		if err == nil {
+			err = l.post(ctx, &linkv1.Command{Kind: &linkv1.Command_Send{Send: &linkv1.Send{ClientIds: ids, Data: data, Binary: binary}}})
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (a *api) SendToGroup(ctx context.Context, groups []string, data []byte, binary bool, exclude []string) (int, error) {

@@ -42,6 +42,9 @@ func (lc *linkCommands) note(cmds []*linkv1.Command) {
 		switch k := cmd.GetKind().(type) {
 		case *linkv1.Command_Send:
 			kind = "send"
+			if cmd.GetId() == 0 {
+				kind = "post" // no result wanted
+			}
 			lc.sendIDs = append(lc.sendIDs, slices.Clone(k.Send.GetClientIds()))
 		case *linkv1.Command_SendAll:
 			kind = "send_all"
@@ -112,9 +115,10 @@ func (c *cluster) startCountingGateway(lc *linkCommands) *gatewayServer {
 	return g
 }
 
-// TestBroadcastOneCommandPerGateway checks that SendToAll and SendToGroup to
-// 20 clients on two gateways send one command to each gateway, which fans
-// out, and that every client gets each frame once.
+// TestBroadcastOneCommandPerGateway checks that SendToAll, SendToGroup and
+// Post to 20 clients on two gateways send one command to each gateway,
+// which fans out, that Post's asks for no result, and that every client
+// gets each frame once.
 func TestBroadcastOneCommandPerGateway(t *testing.T) {
 	c := newCluster(t)
 	var lc0, lc1 linkCommands
@@ -148,7 +152,7 @@ func TestBroadcastOneCommandPerGateway(t *testing.T) {
 			if want := map[string]int{wantKind: 1}; !reflect.DeepEqual(kinds, want) {
 				t.Errorf("%s: gateway %s received commands %v, want %v", call, g.gw.ID(), kinds, want)
 			}
-			if wantKind != "send" {
+			if wantKind != "send" && wantKind != "post" {
 				continue
 			}
 			if len(sends) != 1 || !slices.Equal(sortedIDs(sends[0]), sortedIDs(idsOn[g])) {
@@ -170,10 +174,15 @@ func TestBroadcastOneCommandPerGateway(t *testing.T) {
 	}
 	check("SendToAll(client_ids)", "send")
 
-	want := []wsMsg{{websocket.MessageText, "to all"}, {websocket.MessageText, "to room"}, {websocket.MessageBinary, "to list"}}
+	if err := api.Post(ctx, all, []byte("posted"), false); err != nil {
+		t.Fatalf("Post: %v", err)
+	}
+
+	want := []wsMsg{{websocket.MessageText, "to all"}, {websocket.MessageText, "to room"}, {websocket.MessageBinary, "to list"}, {websocket.MessageText, "posted"}}
 	for _, cl := range clients {
 		cl.waitMessages(t, len(want))
 	}
+	check("Post", "post") // the frames arrived, so did the commands
 	time.Sleep(200 * time.Millisecond) // a duplicate would arrive meanwhile
 	for _, cl := range clients {
 		if got := cl.messages(); !slices.Equal(got, want) {

@@ -346,6 +346,25 @@ func (l *gatewayLink) call(ctx context.Context, cmd *linkv1.Command) (*linkv1.Co
 	}
 }
 
+// post sends cmd without waiting for its fate: it carries id 0, for which
+// the gateway sends no result. Commands keep their order on the stream,
+// posted or called.
+func (l *gatewayLink) post(ctx context.Context, cmd *linkv1.Command) error {
+	l.mu.Lock()
+	up := l.up != nil
+	l.mu.Unlock()
+	if !up {
+		return fmt.Errorf("%w: link to gateway %s is down", ErrUnavailable, l.gatewayID)
+	}
+	cmd.Id = 0
+	select {
+	case l.cmds <- cmd:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+}
+
 func resultErr(r *linkv1.CommandResult) error {
 	var base error
 	switch r.GetCode() {
