@@ -182,7 +182,7 @@ func TestBroadcastOneCommandPerGateway(t *testing.T) {
 	for _, cl := range clients {
 		cl.waitMessages(t, len(want))
 	}
-	check("Post", "post") // the frames arrived, so did the commands
+	check("Post", "post")              // the frames arrived, so did the commands
 	time.Sleep(200 * time.Millisecond) // a duplicate would arrive meanwhile
 	for _, cl := range clients {
 		if got := cl.messages(); !slices.Equal(got, want) {
