@@ -47,6 +47,10 @@ type wire struct {
 	// waits for the client's close frame.
 	blocking atomic.Bool
 	frames   frameTracker
+	// drained is set when a read at rest took less than it asked for: the
+	// socket held no more at that moment, so the next read at rest need
+	// not ask it again to find it empty (see readSocket).
+	drained bool
 }
 
 // newWire wraps a hijacked connection; early is what the server had read
@@ -100,11 +104,21 @@ func (w *wire) Read(p []byte) (int, error) {
 }
 
 // readSocket reads from the socket: without waiting where the stream
-// rests, waiting elsewhere.
+// rests, waiting elsewhere. Where it rests after a read that drained the
+// socket, it returns errIdle without a system call: waitReadable looks at
+// the socket before it parks, so whatever came since is not missed, and a
+// message of one segment costs one read, not a read and an empty one.
 func (w *wire) readSocket(p []byte) (int, error) {
 	if w.raw != nil && w.frames.resting() && !w.blocking.Load() {
-		return w.readNow(p)
+		if w.drained {
+			w.drained = false
+			return 0, errIdle
+		}
+		n, err := w.readNow(p)
+		w.drained = err == nil && n < len(p)
+		return n, err
 	}
+	w.drained = false
 	return w.Conn.Read(p)
 }
 
@@ -134,13 +148,23 @@ func (w *wire) readNow(p []byte) (n int, err error) {
 }
 
 // waitReadable parks until the socket has something to read: data, its
-// end, or an error. It returns at once on a connection that cannot idle.
+// end, or an error. It looks once, before parking, as it must: RawConn.Read
+// first forgets any readiness the poller noted, so data that came since
+// the last read would not wake it. After a wake it does not look again: a
+// wake with nothing to read (readiness already consumed) just costs the
+// reader one empty read and a new wait. It returns at once on a
+// connection that cannot idle.
 func (w *wire) waitReadable() {
 	if w.raw == nil {
 		return
 	}
+	woken := false
 	var b [1]byte
 	_ = w.raw.Read(func(fd uintptr) bool {
+		if woken {
+			return true
+		}
+		woken = true
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		return n > 0 || err != syscall.EAGAIN
 	})
