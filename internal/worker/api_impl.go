@@ -39,8 +39,7 @@ func (a *api) callClient(ctx context.Context, clientID string, cmd *linkv1.Comma
 }
 
 func (a *api) SendToClient(ctx context.Context, clientID string, data []byte, binary bool) error {
-	_, err := a.callClient(ctx, clientID, &linkv1.Command{Kind: &linkv1.Command_Send{Send: &linkv1.Send{
-		ClientIds: []string{clientID}, Data: data, Binary: binary}}})
+	_, err := a.callClient(ctx, clientID, sendCommand([]string{clientID}, data, binary))
 	return err
 }
 
@@ -105,6 +104,12 @@ func (a *api) sendToGateways(ctx context.Context, byGateway map[string][]string,
 	return delivered, errors.Join(errs...)
 }
 
+// sendCommand is the command that writes data to the connections ids of
+// one gateway.
+func sendCommand(ids []string, data []byte, binary bool) *linkv1.Command {
+	return &linkv1.Command{Kind: &linkv1.Command_Send{Send: &linkv1.Send{ClientIds: ids, Data: data, Binary: binary}}}
+}
+
 func (a *api) sendToGateway(ctx context.Context, gatewayID string, ids []string, data []byte, binary bool) (int, error) {
 	l, err := a.w().linkTo(gatewayID)
 	if errors.Is(err, ErrNotFound) {
@@ -113,7 +118,7 @@ func (a *api) sendToGateway(ctx context.Context, gatewayID string, ids []string,
 	if err != nil {
 		return 0, err
 	}
-	r, err := l.call(ctx, &linkv1.Command{Kind: &linkv1.Command_Send{Send: &linkv1.Send{ClientIds: ids, Data: data, Binary: binary}}})
+	r, err := l.call(ctx, sendCommand(ids, data, binary))
 	if errors.Is(err, ErrNotFound) {
 		return 0, nil
 	}

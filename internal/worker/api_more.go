@@ -79,7 +79,7 @@ func (a *api) Post(ctx context.Context, clientIDs []string, data []byte, binary 
 			continue // the gateway died after the lookup: its clients are gone
 		}
 		if err == nil {
-			err = l.post(ctx, &linkv1.Command{Kind: &linkv1.Command_Send{Send: &linkv1.Send{ClientIds: ids, Data: data, Binary: binary}}})
+			err = l.post(ctx, sendCommand(ids, data, binary))
 		}
 		if err != nil {
 			errs = append(errs, err)

@@ -320,7 +320,7 @@ func (l *gatewayLink) call(ctx context.Context, cmd *linkv1.Command) (*linkv1.Co
 	l.mu.Lock()
 	if l.up == nil {
 		l.mu.Unlock()
-		return nil, fmt.Errorf("%w: link to gateway %s is down", ErrUnavailable, l.gatewayID)
+		return nil, l.downErr()
 	}
 	l.nextID++
 	cmd.Id = l.nextID
@@ -331,11 +331,9 @@ func (l *gatewayLink) call(ctx context.Context, cmd *linkv1.Command) (*linkv1.Co
 		delete(l.pending, cmd.Id)
 		l.mu.Unlock()
 	}
-	select {
-	case l.cmds <- cmd:
-	case <-ctx.Done():
+	if err := l.enqueue(ctx, cmd); err != nil {
 		forget()
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		return nil, err
 	}
 	select {
 	case r := <-ch:
@@ -351,18 +349,27 @@ func (l *gatewayLink) call(ctx context.Context, cmd *linkv1.Command) (*linkv1.Co
 // posted or called.
 func (l *gatewayLink) post(ctx context.Context, cmd *linkv1.Command) error {
 	l.mu.Lock()
-	up := l.up != nil
+	down := l.up == nil
 	l.mu.Unlock()
-	if !up {
-		return fmt.Errorf("%w: link to gateway %s is down", ErrUnavailable, l.gatewayID)
+	if down {
+		return l.downErr()
 	}
 	cmd.Id = 0
+	return l.enqueue(ctx, cmd)
+}
+
+// enqueue hands cmd to the stream's writer, unless ctx ends first.
+func (l *gatewayLink) enqueue(ctx context.Context, cmd *linkv1.Command) error {
 	select {
 	case l.cmds <- cmd:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 	}
+}
+
+func (l *gatewayLink) downErr() error {
+	return fmt.Errorf("%w: link to gateway %s is down", ErrUnavailable, l.gatewayID)
 }
 
 func resultErr(r *linkv1.CommandResult) error {
