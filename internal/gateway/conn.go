@@ -39,19 +39,18 @@ type conn struct {
 	slow     atomic.Bool // the queue overflowed: closing
 	throttle *throttle
 
-	// The writer and the pinger run only while they have work, the reader
-	// sits in a small stack while the client is silent (wire), and the
-	// queue grows only while frames wait: an idle connection costs one
-	// parked goroutine and little else.
-	gmu       sync.Mutex     // guards the fields below
-	queue     []frame        // frames waiting for the writer, oldest first
-	queued    int64          // bytes in queue
-	urgent    *frame         // a close that overtakes the queue (a slow client)
-	writing   bool           // a writer goroutine is running
-	done      bool           // no new writer or ping starts
+	// Frames are written by the goroutine that sends them, through a wire
+	// that never blocks (see outbox); the pinger runs only while it has
+	// work, and the reader sits in a small stack while the client is
+	// silent (wire): an idle connection costs one parked goroutine and
+	// little else.
+	gmu       sync.Mutex     // guards the fields below; held across a frame's write
+	waiting   int            // frames written since the wire last owed the client nothing
+	closing   bool           // a close handshake has started: no frame follows it
+	done      bool           // no new pinger or close handshake starts
 	pingTimer *time.Timer    // fires the next ping
 	misses    int            // unanswered pings in a row; the pinger's alone
-	running   sync.WaitGroup // writer and pinger goroutines
+	running   sync.WaitGroup // the pinger and the close handshake
 
 	ctx    context.Context // ends when the connection is finished
 	cancel context.CancelFunc
@@ -96,7 +95,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.reason, err.status)
 		return
 	}
-	h := &hijacker{ResponseWriter: w}
+	h := &hijacker{ResponseWriter: w, rule: &g.writeRule}
 	ws, err := websocket.Accept(h, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.OriginPatterns})
 	if err != nil {
 		g.admit.release(remote.Addr())
@@ -113,6 +112,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx: ctx, cancel: cancel,
 		throttle: newThrottle(g.cfg.MessageRate, g.cfg.MessageBurst, g.cfg.RateStrikes),
 	}
+	h.wire.onBroken(c.cut)
 	metrics.Connections.Inc()
 	g.register(c)
 	ev := &linkv1.Event{ClientId: c.id, Kind: &linkv1.Event_Connected{Connected: connected(r, hostPort(remote, r.RemoteAddr), g.cfg.PublicAddress)}}
@@ -233,10 +233,10 @@ func (c *conn) readLoop() error {
 }
 
 // noDeadline is the context of a connection's reads and frame writes. A
-// read or write ends when the connection is closed (a close handshake, cut
-// or CloseNow), which every end of a connection does, and writeLoop bounds
-// each write with its timer; a context with a Done channel would make the
-// library arm and disarm a callback for every read and write.
+// read ends when the connection is closed (a close handshake, cut or
+// CloseNow), which every end of a connection does, and a write never
+// waits (see outbox); a context with a Done channel would make the library
+// arm and disarm a callback for every read and write.
 var noDeadline = context.Background()
 
 // drainFromNow makes the reader only drain, now and after every silence.
@@ -252,82 +252,6 @@ func (c *conn) drain() error {
 		if _, _, err := c.ws.Read(noDeadline); err != nil {
 			return err
 		}
-	}
-}
-
-// kick starts a writer unless one is running or the connection is done.
-func (c *conn) kick() {
-	c.gmu.Lock()
-	defer c.gmu.Unlock()
-	if c.writing || c.done {
-		return
-	}
-	c.writing = true
-	c.running.Add(1)
-	go func() { defer c.running.Done(); c.writeLoop() }()
-}
-
-// writeLoop writes queued frames until the queue is empty or the
-// connection ends; an urgent close overtakes the queue.
-func (c *conn) writeLoop() {
-	for {
-		if c.ctx.Err() != nil {
-			return // writing stays set: no writer starts again
-		}
-		f, ok := c.next()
-		if !ok {
-			return
-		}
-		if f.close {
-			// Close waits for the peer's close frame, read by the read loop
-			// or by Close itself, and neither may give up on a silent wire.
-			c.wire.blockFromNowOn()
-			_ = c.ws.Close(f.status, f.reason)
-			c.cancel()
-			return
-		}
-		typ := websocket.MessageText
-		if f.binary {
-			typ = websocket.MessageBinary
-		}
-		// A write context with a deadline would cost a timer, a context and
-		// an AfterFunc per frame, which a fan-out pays once per member; a
-		// socket deadline bounds the write instead, and every end of the
-		// connection closes it, which ends the write.
-		c.wire.writeDeadline(c.g.cfg.WriteTimeout)
-		err := c.ws.Write(noDeadline, typ, f.data)
-		c.wire.writeDeadline(0)
-		if err != nil {
-			c.cut()
-			return
-		}
-		metrics.FramesSent.Inc()
-	}
-}
-
-// next takes the frame to write next; when there is none it marks the
-// writer stopped, under the same lock as enqueue's check, so that no frame
-// is left behind.
-func (c *conn) next() (frame, bool) {
-	c.gmu.Lock()
-	defer c.gmu.Unlock()
-	switch {
-	case c.urgent != nil:
-		f := *c.urgent
-		c.urgent = nil
-		return f, true
-	case len(c.queue) > 0:
-		f := c.queue[0]
-		c.queue[0] = frame{}
-		c.queue = c.queue[1:]
-		c.queued -= int64(len(f.data))
-		if len(c.queue) == 0 {
-			c.queue = nil // let the backing array go
-		}
-		return f, true
-	default:
-		c.writing = false
-		return frame{}, false
 	}
 }
 
@@ -387,48 +311,86 @@ func (c *conn) ping() {
 	c.schedulePing()
 }
 
-// enqueue queues f for the writer. A queue that overflows, in frames or in
-// bytes, closes the connection: a client that does not read must not hold
-// memory or block its senders.
+// enqueue writes f to the client (or, for a close, starts the close
+// handshake) and reports whether it went out. A client that owes more
+// than its send queue allows, in frames or in bytes, is closed as too
+// slow instead: a client that does not read must not hold memory or
+// block its senders.
 func (c *conn) enqueue(f frame) bool {
 	if c.ctx.Err() != nil || c.slow.Load() {
 		return false
 	}
+	if f.close {
+		return c.closeWith(f.status, f.reason)
+	}
 	c.gmu.Lock()
-	n := int64(len(f.data))
-	fits := f.close || (len(c.queue) < c.g.cfg.SendQueue && c.queued+n <= c.g.cfg.SendQueueBytes)
-	frames, bytes := len(c.queue), c.queued
-	if fits {
-		c.queue = append(c.queue, f)
-		c.queued += n
+	if c.closing {
+		c.gmu.Unlock()
+		return false
+	}
+	owed := c.wire.pending()
+	if owed == 0 {
+		c.waiting = 0
+	}
+	if c.waiting >= c.g.cfg.SendQueue || owed+int64(len(f.data)) > c.g.cfg.SendQueueBytes {
+		frames := c.waiting
+		c.gmu.Unlock()
+		c.tooSlow(frames, owed)
+		return false
+	}
+	typ := websocket.MessageText
+	if f.binary {
+		typ = websocket.MessageBinary
+	}
+	err := c.ws.Write(noDeadline, typ, f.data)
+	if err == nil && c.wire.pending() > 0 {
+		c.waiting++
 	}
 	c.gmu.Unlock()
-	if fits {
-		c.kick()
-		return true
-	}
-	if c.slow.Swap(true) {
+	if err != nil {
+		c.cut()
 		return false
+	}
+	metrics.FramesSent.Inc()
+	return true
+}
+
+// tooSlow closes a client whose send queue overflowed: its close frame
+// waits behind what the client is owed, and if it has not gone out within
+// slowCloseGrace the connection is cut.
+func (c *conn) tooSlow(frames int, bytes int64) {
+	if c.slow.Swap(true) {
+		return
 	}
 	metrics.SlowClientsClosed.Inc()
 	c.g.log.Warn("closing slow client: send queue full", "client_id", c.id, "frames", frames, "bytes", bytes)
-	c.gmu.Lock()
-	c.urgent = &frame{close: true, status: websocket.StatusTryAgainLater, reason: "too slow: send queue full"}
-	c.gmu.Unlock()
-	c.kick()
-	// The writer may be stuck in a write the client does not read; then
-	// not even the close frame gets through.
+	c.closeWith(websocket.StatusTryAgainLater, "too slow: send queue full")
 	time.AfterFunc(slowCloseGrace, c.cut)
-	return false
 }
 
 // slowCloseGrace is how long a slow client's close frame may take before
 // the connection is cut.
 const slowCloseGrace = time.Second
 
-// closeWith queues a close after the frames already queued.
-func (c *conn) closeWith(status websocket.StatusCode, reason string) {
-	c.enqueue(frame{close: true, status: status, reason: reason})
+// closeWith starts the close handshake, after the frames already
+// written, unless one has started or the connection is done.
+func (c *conn) closeWith(status websocket.StatusCode, reason string) bool {
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	if c.closing || c.done {
+		return false
+	}
+	c.closing = true
+	c.running.Add(1)
+	go func() {
+		defer c.running.Done()
+		// Close waits for the peer's close frame, read by the read loop
+		// or by Close itself, and neither may give up on a silent wire.
+		c.wire.blockFromNowOn()
+		_ = c.ws.Close(status, reason)
+		c.cancel()
+	}()
+	return true
 }
 
 // state returns the connection's uid and session with their version, as

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,8 @@ type Config struct {
 	// DrainTimeout bounds Close: connections that have not finished their
 	// close handshake by then are cut; zero means 10s.
 	DrainTimeout time.Duration
-	// WriteTimeout bounds one frame write to a client; zero means 10s.
+	// WriteTimeout is how long a client's socket may take no bytes while
+	// some wait for it; then the client is cut. Zero means 10s.
 	WriteTimeout time.Duration
 	// WorkerWait is how long an event waits for a worker when none is
 	// linked; zero means 3s. After that the client is closed with 1013.
@@ -161,6 +163,7 @@ type Gateway struct {
 	admit  admission
 	// rateLimited is the error frame a frame over the rate limit gets.
 	rateLimited []byte
+	writeRule   writeRule // how every connection's wire writes
 
 	connsMu sync.RWMutex
 	conns   map[string]*conn
@@ -193,8 +196,15 @@ func New(cfg Config, dir directory.Directory, log *slog.Logger) (*Gateway, error
 		cfg:         cfg, dir: dir, log: log.With("gateway_id", cfg.ID),
 		ctx: ctx, cancel: cancel, admit: admission{max: cfg.MaxConns, perIP: cfg.MaxConnsPerIP},
 		conns: make(map[string]*conn), links: make(map[*link]struct{}), linkAdded: make(chan struct{}),
+		// The send queue's limit closes a slow client first; beyond it, a
+		// wire owes only what the library writes by itself (pongs, a close).
+		writeRule: writeRule{timeout: cfg.WriteTimeout, limit: cfg.SendQueueBytes + min(backlogSlack, math.MaxInt64-cfg.SendQueueBytes)},
 	}, nil
 }
+
+// backlogSlack is how far past the send queue's byte limit a wire may owe
+// its client: room for the control frames the library writes on its own.
+const backlogSlack = 64 << 10
 
 // ID returns the gateway's id, the prefix of its client_ids.
 func (g *Gateway) ID() string { return g.cfg.ID }

@@ -87,8 +87,8 @@ func TestSlowClientClosed(t *testing.T) {
 	idSlow, _ := c.idOf(slow, w)
 	idFast, _ := c.idOf(fast, w)
 
-	// Frames big enough to fill the socket buffers soon; the slow client's
-	// writer then blocks and its queue fills up.
+	// Frames big enough to fill the socket buffers soon; what the slow
+	// client is owed then grows past its send queue.
 	big := make([]byte, 128<<10)
 	sent := 0
 	for closed := false; !closed; sent++ {

@@ -14,11 +14,12 @@ import (
 const connBufferSize = 512
 
 // hijacker is a ResponseWriter whose Hijack returns the connection as a
-// wire, which it keeps for the gateway, with connBufferSize buffers in
-// place of the server's. (The library reads through the net.Conn, not
-// the reader of the bufio.Reader it is given.)
+// wire that writes by rule, which it keeps for the gateway, with buffers
+// over the wire in place of the server's. (The library reads through the
+// net.Conn, not the reader of the bufio.Reader it is given.)
 type hijacker struct {
 	http.ResponseWriter
+	rule *writeRule
 	wire *wire
 }
 
@@ -36,6 +37,6 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		b, _ := brw.Reader.Peek(n)
 		early = bytes.Clone(b)
 	}
-	h.wire = newWire(c, early)
-	return h.wire, bufio.NewReadWriter(bufio.NewReaderSize(h.wire, wireBufioSize), bufio.NewWriterSize(c, connBufferSize)), nil
+	h.wire = newWire(c, early, h.rule)
+	return h.wire, bufio.NewReadWriter(bufio.NewReaderSize(h.wire, wireBufioSize), bufio.NewWriterSize(h.wire, connBufferSize)), nil
 }

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 )
 
 // errIdle is what a wire's Read returns, instead of blocking, when the
@@ -15,7 +14,8 @@ import (
 var errIdle = errors.New("gateway: connection idle")
 
 // wire is a hijacked client connection as the websocket library gets it:
-// its Read is what the library's bufio.Reader reads.
+// its Read is what the library's bufio.Reader reads, its Write what the
+// library's bufio.Writer flushes into (see outbox: it never blocks).
 //
 // An idle connection should cost little: a goroutine parked inside the
 // library's Read sits ~2.2 KiB deep and so keeps a 4 KiB stack for the
@@ -51,19 +51,35 @@ type wire struct {
 	// socket held no more at that moment, so the next read at rest need
 	// not ask it again to find it empty (see readSocket).
 	drained bool
+	out     outbox
 }
 
 // newWire wraps a hijacked connection; early is what the server had read
-// past the handshake request.
-func newWire(c net.Conn, early []byte) *wire {
+// past the handshake request, rule how it writes.
+func newWire(c net.Conn, early []byte, rule *writeRule) *wire {
 	w := &wire{Conn: c, ahead: early}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
 		}
 	}
+	w.out = outbox{conn: c, raw: w.raw, rule: rule}
 	return w
 }
+
+// Write implements net.Conn (see outbox).
+func (w *wire) Write(p []byte) (int, error) { return w.out.Write(p) }
+
+// onBroken makes f run when a write the caller did not wait for fails.
+func (w *wire) onBroken(f func()) {
+	w.out.mu.Lock()
+	w.out.broken = f
+	w.out.mu.Unlock()
+}
+
+// pending is how many bytes written to the wire the client has yet to be
+// sent.
+func (w *wire) pending() int64 { return w.out.pending() }
 
 // readAhead is how much a wire reads from the socket at once: chat frames
 // are a few hundred bytes.
@@ -172,17 +188,6 @@ func (w *wire) waitReadable() {
 
 // blockFromNowOn makes every later Read block, as a close handshake needs.
 func (w *wire) blockFromNowOn() { w.blocking.Store(true) }
-
-// writeDeadline bounds the writes that follow by timeout; zero lifts it.
-// A socket deadline costs no timer or goroutine of its own, and the one
-// write it bounds fails when it passes.
-func (w *wire) writeDeadline(timeout time.Duration) {
-	var t time.Time
-	if timeout > 0 {
-		t = time.Now().Add(timeout)
-	}
-	_ = w.SetWriteDeadline(t)
-}
 
 // frameTracker follows the frame structure of a client's byte stream
 // (RFC 6455 section 5.2) to tell where it rests.

@@ -50,7 +50,7 @@ var (
 	Connections        = gauge("gatewire_gateway_connections", "Open client WebSocket connections.")
 	ConnectionsRefused = counterVec("gatewire_gateway_connections_refused_total", "Connections refused before the handshake, by reason (max_conns, max_conns_per_ip, shutting_down).", "reason")
 	FramesReceived     = counter("gatewire_gateway_frames_received_total", "Frames received from clients.")
-	FramesSent         = counter("gatewire_gateway_frames_sent_total", "Frames written to clients.")
+	FramesSent         = counter("gatewire_gateway_frames_sent_total", "Frames written to clients (to the socket, or to the backlog it takes them from).")
 	Commands           = counter("gatewire_gateway_commands_total", "Commands received from workers.")
 	EventsForwarded    = counter("gatewire_gateway_events_forwarded_total", "Client events forwarded to workers.")
 	RateLimited        = counterVec("gatewire_gateway_rate_limited_total", "Frames over the per-connection rate: refused with an error frame, or the connection closed with 1008.", "action")
