@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -67,8 +68,23 @@ func dialOptions(secret string, t TLSConfig) ([]grpc.DialOption, error) {
 		grpc.WithPerRPCCredentials(bearer.Credentials(secret)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(connWindow),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: minConnectTimeout}),
 	}, nil
 }
+
+// reconnectBackoff paces reconnection to a peer that went away. gRPC's
+// default grows to 120 s, so a register down for a minute would come back
+// to gateways that try again only a minute or two later, long after the
+// start grace of one lease it gives them to renew: their leases would lapse
+// and their entries be purged. Capped at a second, a gateway renews within
+// a second or two of the register's return; the peers are a handful of
+// processes on one network, for whom an attempt a second is nothing.
+var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}
+
+// minConnectTimeout bounds one connection attempt (gRPC's default is
+// 20 s): a peer on the same network answers in milliseconds, and one that
+// does not should not hold up the next attempt.
+const minConnectTimeout = 3 * time.Second
 
 // innerServer returns the gRPC server of an inner link: it requires the
 // shared secret and, with t, a client certificate.

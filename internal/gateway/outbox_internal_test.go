@@ -99,9 +99,11 @@ func TestOutboxStuckClient(t *testing.T) {
 	broken := make(chan struct{})
 	w.onBroken(func() { close(broken) })
 	chunk := make([]byte, 1<<20)
-	for i := range 16 {
+	// More than the socket buffers hold; on a slow machine the timeout may
+	// break the wire before the last of these writes.
+	for range 16 {
 		if _, err := w.Write(chunk); err != nil {
-			t.Fatalf("write %d: %v", i, err)
+			break
 		}
 	}
 	select {
