@@ -416,6 +416,9 @@ INSERT INTO message_deliveries (id)
 SELECT m.id FROM unnest($1::bigint[]) AS u(id)
 CROSS JOIN LATERAL (SELECT id FROM messages WHERE id = u.id AND NOT delivered LIMIT 1) AS m
 ON CONFLICT (id) DO NOTHING`
+	// pgUsers loads the users among $1 (TestPostgresGenericPlans checks
+	// that it probes the primary key, as pgx's cached plan will).
+	pgUsers = `SELECT uid, nickname, avatar_url, role FROM users WHERE uid = ANY($1)`
 	// pgReleaseDelivery removes the delivery record of an unread message.
 	pgReleaseDelivery = `
 DELETE FROM message_deliveries d
@@ -539,7 +542,7 @@ func (s *Postgres) Users(ctx context.Context, uids ...string) (map[string]User, 
 			return nil, fmt.Errorf("load %d users: %w", len(uids), err)
 		}
 	}
-	rows, _ := s.pool.Query(ctx, `SELECT uid, nickname, avatar_url, role FROM users WHERE uid = ANY($1)`, uids)
+	rows, _ := s.pool.Query(ctx, pgUsers, uids)
 	var u User
 	_, err := pgx.ForEachRow(rows, []any{&u.UID, &u.Nickname, &u.AvatarURL, &u.Role}, func() error {
 		users[u.UID] = u
