@@ -100,23 +100,16 @@ func (o *outbox) pending() int64 {
 
 // writeNow writes what the socket takes without waiting: possibly
 // nothing.
-func (o *outbox) writeNow(p []byte) (n int, err error) {
-	var serr error
-	if werr := o.raw.Write(func(fd uintptr) bool {
-		for {
-			n, serr = syscall.Write(int(fd), p)
-			if serr != syscall.EINTR {
-				return true
-			}
-		}
-	}); werr != nil {
-		return 0, werr
-	}
+func (o *outbox) writeNow(p []byte) (int, error) {
+	n, err := noWait(o.raw.Write, syscall.Write, p)
+	_, failed := err.(syscall.Errno)
 	switch {
-	case serr == syscall.EAGAIN:
+	case err == syscall.EAGAIN:
 		return 0, nil
-	case serr != nil:
-		return 0, &net.OpError{Op: "write", Net: "tcp", Err: serr}
+	case failed:
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: err}
+	case err != nil:
+		return 0, err
 	}
 	return max(n, 0), nil
 }

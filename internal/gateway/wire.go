@@ -140,27 +140,37 @@ func (w *wire) readSocket(p []byte) (int, error) {
 
 // readNow reads what the socket holds without waiting: errIdle when it
 // holds nothing.
-func (w *wire) readNow(p []byte) (n int, err error) {
-	var serr error
-	if rerr := w.raw.Read(func(fd uintptr) bool {
+func (w *wire) readNow(p []byte) (int, error) {
+	n, err := noWait(w.raw.Read, syscall.Read, p)
+	_, failed := err.(syscall.Errno)
+	switch {
+	case err == syscall.EAGAIN:
+		return 0, errIdle
+	case failed:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
+	case err != nil:
+		return 0, err
+	case n <= 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// noWait makes the system call call on the socket once, through raw's
+// Read or Write, without waiting for it to be ready (EAGAIN when it is
+// not); only an interrupted call is made again. The error is the call's
+// syscall.Errno, or raw's own (the connection is closed).
+func noWait(raw func(func(fd uintptr) bool) error, call func(fd int, p []byte) (int, error), p []byte) (n int, err error) {
+	if rerr := raw(func(fd uintptr) bool {
 		for {
-			n, serr = syscall.Read(int(fd), p)
-			if serr != syscall.EINTR {
+			if n, err = call(int(fd), p); err != syscall.EINTR {
 				return true
 			}
 		}
 	}); rerr != nil {
 		return 0, rerr
 	}
-	switch {
-	case serr == syscall.EAGAIN:
-		return 0, errIdle
-	case serr != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Err: serr}
-	case n <= 0:
-		return 0, io.EOF
-	}
-	return n, nil
+	return n, err
 }
 
 // waitReadable parks until the socket has something to read: data, its
