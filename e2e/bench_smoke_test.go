@@ -49,6 +49,12 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("delivered = %v, want > 0", d)
 		}
 	})
+	t.Run("host", func(t *testing.T) {
+		res := runChatbench(t, c, "host", "-duration", "200ms", "-threads", "1")
+		if f := num(t, res, "lost_fraction"); f < 0 || f > 1 {
+			t.Errorf("lost_fraction = %v, want a fraction", f)
+		}
+	})
 	t.Run("idle", func(t *testing.T) {
 		res := runChatbench(t, c, "idle", "-n", "6", "-settle", "0s", "-ws", ws,
 			"-pids", fmt.Sprintf("gateway0=%d", c.gateways[0].cmd.Process.Pid))

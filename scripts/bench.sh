@@ -13,7 +13,9 @@
 #                                    gateways: $BENCH_WS, $BENCH_PUSH_HTTP, $BENCH_PIDS,
 #                                    $BENCH_METRICS and $BENCH_BIN (chatbench) say where it is
 #
-# Runs, in order, on a cluster of 2 gateways:
+# Runs, in order: host (BENCH_HOST_DURATION, before any cluster starts: how
+# often this machine takes the CPUs away; see bench/README.md), then on a
+# cluster of 2 gateways:
 #   idle       BENCH_IDLE bound connections on gateway 1: its RSS per connection
 #   chat       closed loop, BENCH_CLOSED_PAIRS pairs across the 2 gateways: max say/s
 #   chat       open loop at BENCH_RATE say/s, BENCH_OPEN_PAIRS pairs across 2 gateways
@@ -24,6 +26,7 @@
 #              pauses under load
 # then, each on a fresh cluster of 1, 2 and 4 gateways (BENCH_SCALE_GATEWAYS):
 #   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say
+# and host once more (host-end), with every cluster stopped.
 #
 # Settings (environment): BENCH_DIR (state: binaries, logs, PostgreSQL data;
 # default /tmp/gatewire-bench), BENCH_RESULTS (the results file), BENCH_BIND
@@ -53,6 +56,7 @@ if [ "$smoke" = 1 ]; then
 	rate=${BENCH_RATE:-50}
 	fanout_n=${BENCH_FANOUT:-10}
 	fanout_rounds=${BENCH_FANOUT_ROUNDS:-5}
+	host_duration=${BENCH_HOST_DURATION:-1s}
 	gc_idle=${BENCH_GC_IDLE:-20}
 	gc_rate=${BENCH_GC_RATE:-50}
 	gc_pairs=${BENCH_GC_PAIRS:-2}
@@ -73,6 +77,7 @@ else
 	rate=${BENCH_RATE:-2200}
 	fanout_n=${BENCH_FANOUT:-10000}
 	fanout_rounds=${BENCH_FANOUT_ROUNDS:-30}
+	host_duration=${BENCH_HOST_DURATION:-10s}
 	gc_idle=${BENCH_GC_IDLE:-19000}
 	gc_rate=${BENCH_GC_RATE:-800}
 	gc_pairs=${BENCH_GC_PAIRS:-200}
@@ -413,6 +418,7 @@ if [ "${1:-}" = run ]; then
 fi
 
 echo "== suite ($suite), results to $results"
+bench host host -duration "$host_duration"
 cluster_up 2
 bench idle idle -ws "${ws_urls[0]}" -n "$idle_n" -settle "$settle" -pids "gateway1=$(pid_of gateway1)" \
 	-metrics "$(server_metrics)"
@@ -446,4 +452,6 @@ for g in $scale_gateways; do
 	bench "scale-$g" chat -mode open -rate "$scale_rate" -ws "$(join "${ws_urls[@]}")" -pairs "$scale_pairs" \
 		-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" -tag "gateways=$g"
 done
+cluster_down
+bench host-end host -duration "$host_duration"
 echo "== done; results appended to $results"

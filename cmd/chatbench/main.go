@@ -36,7 +36,7 @@ func main() {
 // exitUsage is the exit status of a bad command line.
 const exitUsage = 2
 
-var scenarios = []string{"idle", "chat", "fanout"}
+var scenarios = []string{"idle", "chat", "fanout", "host"}
 
 // run runs one scenario and returns the exit status.
 func run(args []string, stdout io.Writer) int {
@@ -62,7 +62,7 @@ func run(args []string, stdout io.Writer) int {
 		}
 	}
 	if !slices.Contains(scenarios, scenario) && scenario != childScenario {
-		fmt.Fprintf(os.Stderr, "usage: chatbench idle|chat|fanout [flags] (or -scenario NAME); chatbench NAME -h lists the flags\n")
+		fmt.Fprintf(os.Stderr, "usage: chatbench idle|chat|fanout|host [flags] (or -scenario NAME); chatbench NAME -h lists the flags\n")
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("chatbench "+scenario, flag.ContinueOnError)
@@ -78,6 +78,8 @@ func run(args []string, stdout io.Writer) int {
 		runner = chatFlags(fs)
 	case "fanout":
 		runner = fanoutFlags(fs)
+	case "host":
+		runner = hostFlags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
