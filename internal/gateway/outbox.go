@@ -101,17 +101,11 @@ func (o *outbox) pending() int64 {
 // writeNow writes what the socket takes without waiting: possibly
 // nothing.
 func (o *outbox) writeNow(p []byte) (int, error) {
-	n, err := noWait(o.raw.Write, syscall.Write, p)
-	_, failed := err.(syscall.Errno)
-	switch {
-	case err == syscall.EAGAIN:
+	n, err := noWait("write", o.raw.Write, syscall.Write, p)
+	if err == syscall.EAGAIN {
 		return 0, nil
-	case failed:
-		return 0, &net.OpError{Op: "write", Net: "tcp", Err: err}
-	case err != nil:
-		return 0, err
 	}
-	return max(n, 0), nil
+	return n, err
 }
 
 // flush writes the backlog until it is empty or a write fails, which

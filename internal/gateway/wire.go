@@ -141,13 +141,10 @@ func (w *wire) readSocket(p []byte) (int, error) {
 // readNow reads what the socket holds without waiting: errIdle when it
 // holds nothing.
 func (w *wire) readNow(p []byte) (int, error) {
-	n, err := noWait(w.raw.Read, syscall.Read, p)
-	_, failed := err.(syscall.Errno)
+	n, err := noWait("read", w.raw.Read, syscall.Read, p)
 	switch {
 	case err == syscall.EAGAIN:
 		return 0, errIdle
-	case failed:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
 	case err != nil:
 		return 0, err
 	case n <= 0:
@@ -157,20 +154,29 @@ func (w *wire) readNow(p []byte) (int, error) {
 }
 
 // noWait makes the system call call on the socket once, through raw's
-// Read or Write, without waiting for it to be ready (EAGAIN when it is
-// not); only an interrupted call is made again. The error is the call's
-// syscall.Errno, or raw's own (the connection is closed).
-func noWait(raw func(func(fd uintptr) bool) error, call func(fd int, p []byte) (int, error), p []byte) (n int, err error) {
-	if rerr := raw(func(fd uintptr) bool {
+// Read or Write, without waiting for it to be ready; only an interrupted
+// call is made again. Its errors are syscall.EAGAIN as it is (not ready),
+// raw's own (the connection is closed), or the call's as a net.OpError
+// for op.
+func noWait(op string, raw func(func(fd uintptr) bool) error, call func(fd int, p []byte) (int, error), p []byte) (int, error) {
+	var n int
+	var errno error
+	if err := raw(func(fd uintptr) bool {
 		for {
-			if n, err = call(int(fd), p); err != syscall.EINTR {
+			if n, errno = call(int(fd), p); errno != syscall.EINTR {
 				return true
 			}
 		}
-	}); rerr != nil {
-		return 0, rerr
+	}); err != nil {
+		return 0, err
 	}
-	return n, err
+	switch {
+	case errno == syscall.EAGAIN:
+		return 0, errno
+	case errno != nil:
+		return 0, &net.OpError{Op: op, Net: "tcp", Err: errno}
+	}
+	return n, nil
 }
 
 // waitReadable parks until the socket has something to read: data, its
