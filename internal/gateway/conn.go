@@ -18,12 +18,12 @@ import (
 	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 )
 
-// frame is one item of a connection's send queue.
+// frame is what enqueue sends a connection.
 type frame struct {
 	data   []byte
 	binary bool
 	// close, when set, closes the connection with status/reason after the
-	// frames queued before it.
+	// frames sent before it.
 	close  bool
 	status websocket.StatusCode
 	reason string

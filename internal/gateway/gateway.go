@@ -3,9 +3,11 @@
 // gRPC stream), executes the commands workers send back (send, close, bind,
 // unbind) and keeps the directory entries of its own connections.
 //
-// Each connection has exactly one reader goroutine and one writer goroutine
-// draining a bounded queue; a client that does not read fast enough is
-// closed, never allowed to block others. A client's events go to one worker
+// Each connection has exactly one reader goroutine; frames are written by
+// the goroutine that sends them, through a wire that never blocks (what
+// the socket does not take waits in a bounded backlog, see outbox). A
+// client that does not read fast enough is closed, never allowed to block
+// others. A client's events go to one worker
 // (sticky) so they are handled in order; when that worker's link ends, the
 // next event picks another. Start with New; serve Gateway as the WebSocket
 // http.Handler and register it as the linkv1 service.
