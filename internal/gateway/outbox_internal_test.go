@@ -140,3 +140,24 @@ func TestOutboxLimit(t *testing.T) {
 		t.Fatal("a full backlog did not break the wire")
 	}
 }
+
+// TestOutboxWithoutRawConn checks a wire over a connection that is not a
+// socket (no syscall.RawConn): every write goes through the flusher, none
+// blocks, and the peer gets the bytes in order.
+func TestOutboxWithoutRawConn(t *testing.T) {
+	server, client := net.Pipe() // synchronous: a write waits for the reader
+	t.Cleanup(func() { _ = server.Close(); _ = client.Close() })
+	w := newWire(server, nil, &writeRule{timeout: outboxWait, limit: 1 << 20})
+	if w.raw != nil {
+		t.Fatal("a pipe has a RawConn")
+	}
+	for _, s := range []string{"one ", "two ", "three"} {
+		if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("write %q: %d, %v", s, n, err)
+		}
+	}
+	got := make([]byte, len("one two three"))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "one two three" {
+		t.Fatalf("the peer read %q, %v", got, err)
+	}
+}
