@@ -262,6 +262,17 @@ func (g *Gateway) snapshot() []*conn {
 	return out
 }
 
+// connsOf returns the connections of ids, nil for those it does not hold.
+func (g *Gateway) connsOf(ids []string) []*conn {
+	out := make([]*conn, len(ids))
+	g.connsMu.RLock()
+	defer g.connsMu.RUnlock()
+	for i, id := range ids {
+		out[i] = g.conns[id]
+	}
+	return out
+}
+
 func (g *Gateway) conn(id string) *conn {
 	g.connsMu.RLock()
 	defer g.connsMu.RUnlock()

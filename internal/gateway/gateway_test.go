@@ -368,3 +368,34 @@ func TestRepublish(t *testing.T) {
 		t.Errorf("entries after the client left = %v, %v; want none", entries, err)
 	}
 }
+
+// TestLargeFanOut sends to more clients than one goroutine writes to (a
+// Send listing every client_id, then a SendAll): every client gets each
+// frame once and in order, and the results count every client.
+func TestLargeFanOut(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway(gateway.Config{})
+	w := c.startWorker(g)
+	api := w.w.API()
+	const n = 600 // over two of the gateway's fan-out shares
+	clients := make([]*client, n)
+	ids := make([]string, n)
+	for i := range clients {
+		clients[i] = c.dial(g, true)
+	}
+	for i, cl := range clients {
+		ids[i], _ = c.idOf(cl, w)
+	}
+	if got, err := api.SendToAll(testCtx(t), []byte("listed"), false, ids, nil); err != nil || got != n {
+		t.Fatalf("SendToAll to %d listed clients: %d, %v", n, got, err)
+	}
+	if got, err := api.SendToAll(testCtx(t), []byte("all"), false, nil, nil); err != nil || got != n {
+		t.Fatalf("SendToAll to every client: %d, %v; want %d", got, err, n)
+	}
+	for i, cl := range clients {
+		got := cl.waitMessages(t, 2)
+		if len(got) != 2 || got[0].data != "listed" || got[1].data != "all" {
+			t.Fatalf("client %d got %v, want listed then all", i, got)
+		}
+	}
+}

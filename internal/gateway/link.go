@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -285,11 +286,16 @@ func (g *Gateway) execute(ctx context.Context, cmd *linkv1.Command) *linkv1.Comm
 	switch k := cmd.GetKind().(type) {
 	case *linkv1.Command_Send:
 		s := k.Send
+		f := frame{data: s.GetData(), binary: s.GetBinary()}
 		n := 0
-		for _, id := range s.GetClientIds() {
-			if c := g.conn(id); c != nil && c.enqueue(frame{data: s.GetData(), binary: s.GetBinary()}) {
-				n++
+		if ids := s.GetClientIds(); len(ids) <= fanOutChunk {
+			for _, id := range ids {
+				if c := g.conn(id); c != nil && c.enqueue(f) {
+					n++
+				}
 			}
+		} else {
+			n = fanOut(g.connsOf(ids), f)
 		}
 		res := ok()
 		res.Delivered = uint32(n)
@@ -376,13 +382,11 @@ func (g *Gateway) sendAll(s *linkv1.SendAll) *linkv1.CommandResult {
 	for _, id := range s.GetExclude() {
 		exclude[id] = struct{}{}
 	}
-	f := frame{data: s.GetData(), binary: s.GetBinary()}
-	n := 0
-	for _, c := range g.snapshot() {
-		if _, skip := exclude[c.id]; !skip && c.enqueue(f) {
-			n++
-		}
+	conns := g.snapshot()
+	if len(exclude) > 0 {
+		conns = slices.DeleteFunc(conns, func(c *conn) bool { _, skip := exclude[c.id]; return skip })
 	}
+	n := fanOut(conns, frame{data: s.GetData(), binary: s.GetBinary()})
 	res := ok()
 	res.Delivered = uint32(n)
 	return res
