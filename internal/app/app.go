@@ -76,10 +76,12 @@ func dialOptions(secret string, t TLSConfig) ([]grpc.DialOption, error) {
 // default grows to 120 s, so a register down for a minute would come back
 // to gateways that try again only a minute or two later, long after the
 // start grace of one lease it gives them to renew: their leases would lapse
-// and their entries be purged. Capped at a second, a gateway renews within
-// a second or two of the register's return; the peers are a handful of
-// processes on one network, for whom an attempt a second is nothing.
-var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}
+// and their entries be purged. Capped at half a second (with the
+// register client's own half-second retry, a gateway renews within about a
+// second of the register's return, well inside even a short lease); the
+// peers are a handful of processes on one network, for whom two attempts
+// a second are nothing.
+var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}
 
 // minConnectTimeout bounds one connection attempt (gRPC's default is
 // 20 s): a peer on the same network answers in milliseconds, and one that
