@@ -45,7 +45,7 @@ type conn struct {
 	// silent (wire): an idle connection costs one parked goroutine and
 	// little else.
 	gmu       sync.Mutex     // guards the fields below; held across a frame's write
-	waiting   int            // frames written since the wire last owed the client nothing
+	waiting   int            // frames written behind owed bytes since the wire last owed none
 	closing   bool           // a close handshake has started: no frame follows it
 	done      bool           // no new pinger or close handshake starts
 	pingTimer *time.Timer    // fires the next ping
@@ -328,6 +328,7 @@ func (c *conn) enqueue(f frame) bool {
 		c.gmu.Unlock()
 		return false
 	}
+	// A frame written while the client is owed bytes waits behind them.
 	owed := c.wire.pending()
 	if owed == 0 {
 		c.waiting = 0
@@ -338,14 +339,14 @@ func (c *conn) enqueue(f frame) bool {
 		c.tooSlow(frames, owed)
 		return false
 	}
+	if owed > 0 {
+		c.waiting++
+	}
 	typ := websocket.MessageText
 	if f.binary {
 		typ = websocket.MessageBinary
 	}
 	err := c.ws.Write(noDeadline, typ, f.data)
-	if err == nil && c.wire.pending() > 0 {
-		c.waiting++
-	}
 	c.gmu.Unlock()
 	if err != nil {
 		c.cut()

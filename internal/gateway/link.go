@@ -288,6 +288,8 @@ func (g *Gateway) execute(ctx context.Context, cmd *linkv1.Command) *linkv1.Comm
 		s := k.Send
 		f := frame{data: s.GetData(), binary: s.GetBinary()}
 		n := 0
+		// A short list (a chat message's one or two connections) is looked
+		// up and written in place: no slice, no goroutine.
 		if ids := s.GetClientIds(); len(ids) <= fanOutChunk {
 			for _, id := range ids {
 				if c := g.conn(id); c != nil && c.enqueue(f) {

@@ -9,24 +9,23 @@ import (
 )
 
 // errBacklogFull is a write refused because the bytes owed to the client
-// would pass the outbox's hard limit.
+// would pass the wire's hard limit.
 var errBacklogFull = errors.New("gateway: client send backlog full")
 
-// outbox is the write side of a wire: its Write never blocks the caller.
+// outbox is the write side of a wire, whose Write never blocks the caller.
 //
 // A frame costs one write system call in the goroutine that sends it (the
-// link that received the command, for a fan-out one per member): no
+// link that received the command; for a fan-out, one per member): no
 // writer goroutine, no timer. Where the socket does not take all of it
 // (the client reads slowly), the rest waits in a backlog, and a flusher
 // goroutine, running only while there is one, writes it with a deadline;
 // writes that come meanwhile join the backlog, behind it. The backlog is
 // bounded twice: the connection closes a client as too slow before it
-// owes more than its send queue allows (conn.enqueue), and the outbox
-// itself refuses to owe more than limit, which only the frames the
-// websocket library writes on its own (pongs, a close) can reach.
+// owes more than its send queue allows (conn.enqueue), and the wire itself
+// refuses to owe more than rule.limit, which only the frames the websocket
+// library writes on its own (pongs, a close) can reach. A wire without a
+// RawConn writes everything through the flusher.
 type outbox struct {
-	conn net.Conn
-	raw  syscall.RawConn // nil: no write without waiting; every write goes through the flusher
 	rule *writeRule
 
 	mu       sync.Mutex // guards the fields below
@@ -37,9 +36,9 @@ type outbox struct {
 	broken   func()     // runs, on a goroutine of its own, when err is set
 }
 
-// writeRule is how a gateway's outboxes write: how long a client's socket
-// may take no bytes while some wait for it, and how many bytes an outbox
-// may owe at most.
+// writeRule is how a gateway's wires write: how long a client's socket may
+// take no bytes while some wait for it, and how many bytes a wire may owe
+// at most.
 type writeRule struct {
 	timeout time.Duration
 	limit   int64
@@ -47,16 +46,17 @@ type writeRule struct {
 
 // Write implements net.Conn: it writes what the socket takes at once and
 // keeps the rest for the flusher.
-func (o *outbox) Write(p []byte) (int, error) {
+func (w *wire) Write(p []byte) (int, error) {
+	o := &w.out
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.err != nil {
 		return 0, o.err
 	}
 	n := 0
-	if !o.flushing && o.raw != nil {
+	if !o.flushing && w.raw != nil {
 		var err error
-		if n, err = o.writeNow(p); err != nil {
+		if n, err = w.writeNow(p); err != nil {
 			o.fail(err)
 			return n, err
 		}
@@ -73,9 +73,24 @@ func (o *outbox) Write(p []byte) (int, error) {
 	o.owed += int64(len(rest))
 	if !o.flushing {
 		o.flushing = true
-		go o.flush()
+		go w.flush()
 	}
 	return len(p), nil
+}
+
+// onBroken makes f run when a write the caller did not wait for fails.
+func (w *wire) onBroken(f func()) {
+	w.out.mu.Lock()
+	w.out.broken = f
+	w.out.mu.Unlock()
+}
+
+// pending is how many bytes written to the wire the client has yet to be
+// sent.
+func (w *wire) pending() int64 {
+	w.out.mu.Lock()
+	defer w.out.mu.Unlock()
+	return w.out.owed
 }
 
 // fail marks the outbox broken by err, unless it already is; o.mu is held.
@@ -91,17 +106,10 @@ func (o *outbox) fail(err error) {
 	}
 }
 
-// pending is how many bytes the client is owed.
-func (o *outbox) pending() int64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.owed
-}
-
 // writeNow writes what the socket takes without waiting: possibly
 // nothing.
-func (o *outbox) writeNow(p []byte) (int, error) {
-	n, err := noWait("write", o.raw.Write, syscall.Write, p)
+func (w *wire) writeNow(p []byte) (int, error) {
+	n, err := noWait("write", w.raw.Write, syscall.Write, p)
 	if err == syscall.EAGAIN {
 		return 0, nil
 	}
@@ -109,8 +117,9 @@ func (o *outbox) writeNow(p []byte) (int, error) {
 }
 
 // flush writes the backlog until it is empty or a write fails, which
-// breaks the outbox for good.
-func (o *outbox) flush() {
+// breaks the wire's writing for good.
+func (w *wire) flush() {
+	o := &w.out
 	for {
 		o.mu.Lock()
 		buf := o.backlog
@@ -119,12 +128,12 @@ func (o *outbox) flush() {
 			o.flushing = false
 			// Writes without waiting follow; a deadline left behind would
 			// fail them once it passed.
-			_ = o.conn.SetWriteDeadline(time.Time{})
+			_ = w.SetWriteDeadline(time.Time{})
 			o.mu.Unlock()
 			return
 		}
 		o.mu.Unlock()
-		err := o.writeAll(buf)
+		err := w.writeAll(buf)
 		o.mu.Lock()
 		o.owed -= int64(len(buf))
 		if err != nil {
@@ -136,10 +145,10 @@ func (o *outbox) flush() {
 
 // writeAll writes b, waiting for the socket; it fails when the socket
 // takes nothing for the rule's timeout.
-func (o *outbox) writeAll(b []byte) error {
+func (w *wire) writeAll(b []byte) error {
 	for {
-		_ = o.conn.SetWriteDeadline(time.Now().Add(o.rule.timeout))
-		n, err := o.conn.Write(b)
+		_ = w.SetWriteDeadline(time.Now().Add(w.out.rule.timeout))
+		n, err := w.Conn.Write(b)
 		b = b[n:]
 		var ne net.Error
 		switch {

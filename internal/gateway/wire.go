@@ -63,23 +63,9 @@ func newWire(c net.Conn, early []byte, rule *writeRule) *wire {
 			w.raw = raw
 		}
 	}
-	w.out = outbox{conn: c, raw: w.raw, rule: rule}
+	w.out.rule = rule
 	return w
 }
-
-// Write implements net.Conn (see outbox).
-func (w *wire) Write(p []byte) (int, error) { return w.out.Write(p) }
-
-// onBroken makes f run when a write the caller did not wait for fails.
-func (w *wire) onBroken(f func()) {
-	w.out.mu.Lock()
-	w.out.broken = f
-	w.out.mu.Unlock()
-}
-
-// pending is how many bytes written to the wire the client has yet to be
-// sent.
-func (w *wire) pending() int64 { return w.out.pending() }
 
 // readAhead is how much a wire reads from the socket at once: chat frames
 // are a few hundred bytes.
