@@ -44,19 +44,26 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 // TestOutboxNeverBlocks writes far more than the socket buffers hold to a
 // client that is not reading: every Write returns, and once the client
 // reads it gets every byte, in order.
+//
+// The bytes are made before the first write, and the write timeout is far
+// longer than the writes take: while the client does not read, the socket
+// takes nothing, and a flusher that waited out the timeout would break the
+// wire (under -race on a loaded machine, making the bytes between the
+// writes once took longer than the 5 s this test used to allow, and the
+// read below then waited forever for bytes the broken wire had dropped).
 func TestOutboxNeverBlocks(t *testing.T) {
 	server, client := tcpPair(t)
-	w := newWire(server, nil, &writeRule{timeout: 5 * time.Second, limit: 64 << 20})
-	var want bytes.Buffer
-	chunk := make([]byte, 64<<10)
+	w := newWire(server, nil, &writeRule{timeout: 2 * outboxWait, limit: 64 << 20})
+	const chunkSize, chunks = 64 << 10, 256 // 16 MiB
+	want := make([]byte, chunkSize*chunks)
+	for i := range want {
+		want[i] = byte(i/chunkSize + i%chunkSize)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := range 256 { // 16 MiB
-			for j := range chunk {
-				chunk[j] = byte(i + j)
-			}
-			want.Write(chunk)
+		for i := range chunks {
+			chunk := want[i*chunkSize : (i+1)*chunkSize]
 			if n, err := w.Write(chunk); n != len(chunk) || err != nil {
 				t.Errorf("write %d: %d, %v", i, n, err)
 				return
@@ -68,14 +75,19 @@ func TestOutboxNeverBlocks(t *testing.T) {
 	case <-time.After(outboxWait):
 		t.Fatal("writes to a client that does not read blocked")
 	}
+	if t.Failed() {
+		t.FailNow()
+	}
 	if w.pending() == 0 {
 		t.Fatal("nothing pending after 16 MiB to a client that does not read")
 	}
-	got := make([]byte, want.Len())
+	// A wire that broke would leave the read waiting: bound it.
+	_ = client.SetReadDeadline(time.Now().Add(outboxWait))
+	got := make([]byte, len(want))
 	if _, err := io.ReadFull(client, got); err != nil {
-		t.Fatal(err)
+		t.Fatalf("read the backlog: %v (wire pending %d)", err, w.pending())
 	}
-	if !bytes.Equal(got, want.Bytes()) {
+	if !bytes.Equal(got, want) {
 		t.Fatal("the client got the bytes changed or out of order")
 	}
 	for w.pending() > 0 {
@@ -86,6 +98,7 @@ func TestOutboxNeverBlocks(t *testing.T) {
 		t.Fatalf("write after the backlog: %d, %v", n, err)
 	}
 	b := make([]byte, 5)
+	_ = client.SetReadDeadline(time.Now().Add(outboxWait))
 	if _, err := io.ReadFull(client, b); err != nil || string(b) != "after" {
 		t.Fatalf("read after the backlog: %q, %v", b, err)
 	}
@@ -157,6 +170,7 @@ func TestOutboxWithoutRawConn(t *testing.T) {
 		}
 	}
 	got := make([]byte, len("one two three"))
+	_ = client.SetReadDeadline(time.Now().Add(outboxWait))
 	if _, err := io.ReadFull(client, got); err != nil || string(got) != "one two three" {
 		t.Fatalf("the peer read %q, %v", got, err)
 	}
