@@ -349,8 +349,8 @@ func (t tally) report(tb *testing.T) {
 		tb.Errorf("%d duplicates: %s", t.duplicated, examples(t.dupDetail))
 	}
 	// A crash between a delivery and the record of it (batched, a few ms
-	// later), or a retry on a new connection racing the first say, can
-	// deliver a message twice — with the same msg_id, which clients use to
+	// later) lets a retry, once the message is older than the chat's
+	// RetrySettle (2 s), deliver it twice — with the same msg_id, which clients use to
 	// de-duplicate (the chat page does). Storage stays exactly once
 	// (duplicated above). Graceful restarts must not redeliver: see
 	// TestRollingRestart.

@@ -16,6 +16,11 @@ import (
 // defaultTimeout bounds each API call when Config.Timeout is zero.
 const defaultTimeout = 5 * time.Second
 
+// defaultRetrySettle is Config.RetrySettle's default: far longer than a
+// say takes to deliver and record its delivery, and shorter than clients
+// wait for a save before they resend.
+const defaultRetrySettle = 2 * time.Second
+
 // dateLayout is PHP's date('Y-m-d H:i:s').
 const dateLayout = "2006-01-02 15:04:05"
 
@@ -34,6 +39,15 @@ type Config struct {
 	Location *time.Location
 	// Timeout bounds each API call; zero (or negative) means 5s.
 	Timeout time.Duration
+	// RetrySettle is how long a stored message must have been stored
+	// before a retry of its say, finding no record of its delivery, may
+	// deliver it; zero (or negative) means 2s. Until then the first say
+	// may still be delivering it, or may have delivered it with the record
+	// still on its way (deliveries are recorded in batches, ~10 ms late),
+	// so a younger retry only gets the save, with is_read 0 unless the
+	// delivery is known. Without it a sender that reconnects to another
+	// worker and resends at once could make the peer get the text twice.
+	RetrySettle time.Duration
 	// Extension, when set, handles the request types the chat does not
 	// know (the customer-service desk's "desk.*" requests) and hears of
 	// every close.
@@ -60,6 +74,7 @@ type Handler struct {
 	tokens       *bindtoken.Verifier
 	loc          *time.Location
 	timeout      time.Duration
+	retrySettle  time.Duration
 	api          worker.API
 	store        store.Store
 	saver        *store.Batcher
@@ -80,6 +95,7 @@ func New(cfg Config, api worker.API, st store.Store, log *slog.Logger) *Handler 
 		tokens:       cfg.Tokens,
 		loc:          cfg.Location,
 		timeout:      cfg.Timeout,
+		retrySettle:  cfg.RetrySettle,
 		api:          api,
 		store:        st,
 		ext:          cfg.Extension,
@@ -90,6 +106,9 @@ func New(cfg Config, api worker.API, st store.Store, log *slog.Logger) *Handler 
 	}
 	if h.timeout <= 0 {
 		h.timeout = defaultTimeout
+	}
+	if h.retrySettle <= 0 {
+		h.retrySettle = defaultRetrySettle
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -404,13 +404,23 @@ func newHarness(t testing.TB, insecureBind bool) *harness {
 // newHarnessOn is newHarness on the store st, which is db or wraps it.
 // The Handler is closed when t ends, before db is (unless x.close ran
 // earlier).
+// A retry may deliver a message as soon as its first say is done
+// (RetrySettle 1ns), unless the test builds its harness with
+// newHarnessWith.
 func newHarnessOn(t testing.TB, insecureBind bool, db *store.SQLite, st store.Store) *harness {
+	t.Helper()
+	return newHarnessWith(t, db, st, Config{InsecureBind: insecureBind, RetrySettle: time.Nanosecond})
+}
+
+// newHarnessWith is newHarnessOn with the Handler's Config cfg, whose
+// Tokens, Location and Timeout it sets.
+func newHarnessWith(t testing.TB, db *store.SQLite, st store.Store, cfg Config) *harness {
 	t.Helper()
 	tokens, err := bindtoken.NewVerifier(testSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Tokens: tokens, InsecureBind: insecureBind, Location: testZone, Timeout: 2 * time.Second}
+	cfg.Tokens, cfg.Location, cfg.Timeout = tokens, testZone, 2*time.Second
 	api := newFakeAPI(cfg.Timeout)
 	logBuf := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -637,8 +647,8 @@ func TestNewDefaults(t *testing.T) {
 	db := openTestStore(t)
 	h := New(Config{}, newFakeAPI(time.Second), db, nil)
 	defer h.Close()
-	if h.timeout != 5*time.Second || h.loc != time.Local || h.log == nil || h.insecureBind || h.store != db {
-		t.Errorf("New(Config{}) = %+v, want 5s timeout, time.Local, a discard logger, secure bind, the store", h)
+	if h.timeout != 5*time.Second || h.retrySettle != 2*time.Second || h.loc != time.Local || h.log == nil || h.insecureBind || h.store != db {
+		t.Errorf("New(Config{}) = %+v, want 5s timeout, 2s retry settle, time.Local, a discard logger, secure bind, the store", h)
 	}
 	h2 := New(Config{Timeout: -time.Second}, newFakeAPI(time.Second), db, nil)
 	defer h2.Close()

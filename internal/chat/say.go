@@ -14,7 +14,8 @@ import (
 // stored first; a "text" frame then goes to every connection of toId and a
 // "save" frame, carrying the stored msg_id, to every connection of the
 // sender's uid. A retry with the same cmid stores nothing new, is not
-// delivered again once it was delivered, and gets the same save. If the
+// delivered again once it was delivered (nor while its first say may still
+// be delivering it: Config.RetrySettle), and gets the same save. If the
 // store fails the sender gets an error frame naming the cmid and no save.
 func (h *Handler) say(ctx context.Context, c *worker.Client, req request) *frameError {
 	start := time.Now()
@@ -62,20 +63,20 @@ func (h *Handler) sayAt(ctx context.Context, c *worker.Client, req request, star
 	msg := h.messageFrame(typeText, c.ID, m)
 
 	// The say that stored the message delivers it; a retry delivers only a
-	// message nobody delivered yet, and only if it can claim it.
+	// settled message nobody delivered yet, and only if it can claim it.
 	deliver := !saved.Duplicate
 	delivered := m.Delivered || h.marker.Pending(m.ID)
 	if saved.Duplicate && !delivered {
 		callCtx, cancel = context.WithTimeout(ctx, h.timeout)
-		claimed, err := h.store.ClaimDelivery(callCtx, m.ID)
+		claimed, err := h.store.ClaimDelivery(callCtx, m.ID, h.retrySettle)
 		cancel()
 		if err != nil {
 			h.log.WarnContext(ctx, "claim delivery of a retried message", "client_id", c.ID, "uid", c.UID, "msg_id", m.ID, "err", err)
 		}
+		// Not claimed: too young to tell, or its delivery was recorded
+		// after the message was read, or another retry is delivering it.
+		// The save says is_read 0 unless this say delivers it.
 		deliver = claimed
-		// Not claimed: its delivery was recorded after the message was
-		// read (or another retry is delivering it).
-		delivered = err == nil && !claimed
 	}
 	// One directory lookup finds the connections of both ends.
 	uids := []string{c.UID}

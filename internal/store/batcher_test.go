@@ -111,7 +111,7 @@ func TestMarker(t *testing.T) {
 		if m.Pending(s.Message.ID) {
 			t.Errorf("message %d still pending after Close", s.Message.ID)
 		}
-		if ok, err := db.ClaimDelivery(t.Context(), s.Message.ID); err != nil || ok {
+		if ok, err := db.ClaimDelivery(t.Context(), s.Message.ID, 0); err != nil || ok {
 			t.Errorf("ClaimDelivery of marked message %d = %v, %v; want false", s.Message.ID, ok, err)
 		}
 	}

@@ -26,9 +26,9 @@ func (m measured) SaveMessages(ctx context.Context, msgs []NewMessage) (s []Save
 	return m.Store.SaveMessages(ctx, msgs)
 }
 
-func (m measured) ClaimDelivery(ctx context.Context, id int64) (ok bool, err error) {
+func (m measured) ClaimDelivery(ctx context.Context, id int64, minAge time.Duration) (ok bool, err error) {
 	defer observe("claim_delivery", time.Now(), &err)
-	return m.Store.ClaimDelivery(ctx, id)
+	return m.Store.ClaimDelivery(ctx, id, minAge)
 }
 
 func (m measured) MarkDelivered(ctx context.Context, ids []int64) (err error) {

@@ -398,10 +398,12 @@ func scanPgMessage(row pgx.CollectableRow) (Message, error) {
 // narrow table instead of writing a new version of the message row.
 const (
 	// pgClaimDelivery records the delivery of an existing message that has
-	// none yet; it affects one row when this call recorded it.
+	// none yet and was stored at least $2 microseconds ago; it affects one
+	// row when this call recorded it.
 	pgClaimDelivery = `
 INSERT INTO message_deliveries (id)
-SELECT id FROM messages WHERE id = $1 AND NOT delivered
+SELECT id FROM messages
+WHERE id = $1 AND NOT delivered AND created_at <= now() - $2::bigint * interval '1 microsecond'
 ON CONFLICT (id) DO NOTHING`
 	// pgMarkDelivered records the deliveries of the existing messages
 	// among $1. The LIMIT keeps the lookup a subquery the planner cannot
@@ -427,8 +429,8 @@ WHERE d.id = $1 AND m.id = d.id AND m.read_at IS NULL`
 )
 
 // ClaimDelivery implements Store.
-func (s *Postgres) ClaimDelivery(ctx context.Context, id int64) (bool, error) {
-	tag, err := s.pool.Exec(ctx, pgClaimDelivery, id)
+func (s *Postgres) ClaimDelivery(ctx context.Context, id int64, minAge time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, pgClaimDelivery, id, max(minAge, 0).Microseconds())
 	if err != nil {
 		return false, fmt.Errorf("claim delivery of message %d: %w", id, err)
 	}

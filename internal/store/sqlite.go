@@ -322,10 +322,11 @@ func (s *SQLite) MarkDelivered(ctx context.Context, ids []int64) error {
 }
 
 // ClaimDelivery implements Store.
-func (s *SQLite) ClaimDelivery(ctx context.Context, id int64) (bool, error) {
+func (s *SQLite) ClaimDelivery(ctx context.Context, id int64, minAge time.Duration) (bool, error) {
 	var n int64
 	err := sqliteWrite(ctx, s.w, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE messages SET delivered = 1 WHERE id = ? AND delivered = 0`, id)
+		storedBy := time.Now().Add(-max(minAge, 0)).UnixMicro()
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET delivered = 1 WHERE id = ? AND delivered = 0 AND created_at <= ?`, id, storedBy)
 		if err != nil {
 			return err
 		}

@@ -94,10 +94,10 @@ type Message struct {
 	// Delivered is set once a delivery reached a connection of To, or
 	// while a retry that claimed it is delivering it. A new message is
 	// stored without it: the say that stored it delivers it and then sets
-	// it (ClaimDelivery). A retry of the same cmid delivers only a message
-	// it can claim, so one whose first say died before delivering (a
-	// worker killed between the commit and the delivery) is still
-	// delivered, and one already delivered is not delivered again.
+	// it (MarkDelivered). A retry of the same cmid delivers only a message
+	// it can claim (ClaimDelivery), so one whose first say died before
+	// delivering (a worker killed between the commit and the delivery) is
+	// still delivered, and one already delivered is not delivered again.
 	Delivered bool
 	// ReadAt is when To marked it read; zero when unread.
 	ReadAt time.Time
@@ -141,10 +141,11 @@ type Store interface {
 	// allows, returning one Saved per input, in input order. Either every
 	// message is stored (or found as a duplicate) or an error is returned.
 	SaveMessages(ctx context.Context, msgs []NewMessage) ([]Saved, error)
-	// ClaimDelivery sets Delivered on message id and reports whether this
-	// call set it (false: it was delivered, or a retry's delivery holds
-	// it).
-	ClaimDelivery(ctx context.Context, id int64) (bool, error)
+	// ClaimDelivery sets Delivered on message id if it was stored at least
+	// minAge ago, by the store's clock, and reports whether this call set
+	// it (false: it was delivered, a retry's delivery holds it, or it is
+	// younger than minAge).
+	ClaimDelivery(ctx context.Context, id int64, minAge time.Duration) (bool, error)
 	// MarkDelivered sets Delivered on the messages ids, in one round trip:
 	// they reached their recipient.
 	MarkDelivered(ctx context.Context, ids []int64) error

@@ -373,17 +373,25 @@ func testDelivery(t *testing.T, s Store) {
 	if err := s.MarkDelivered(ctx, []int64{b, b, 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := s.ClaimDelivery(ctx, b); err != nil || ok {
+	if ok, err := s.ClaimDelivery(ctx, b, 0); err != nil || ok {
 		t.Fatalf("ClaimDelivery of a message marked delivered = %v, %v; want false", ok, err)
 	}
 	if err := s.MarkDelivered(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
+	// A message younger than the claim's minimum age is not claimed, and
+	// stays undelivered.
+	if ok, err := s.ClaimDelivery(ctx, a, time.Hour); err != nil || ok {
+		t.Fatalf("ClaimDelivery of a message younger than its minAge = %v, %v; want false", ok, err)
+	}
+	if m := history(t, s, "85", "86", Page{After: a - 1, Limit: 1})[0]; m.Delivered {
+		t.Fatalf("message %d delivered after a refused claim", a)
+	}
 	// The first delivery of a new message claims it; later ones do not.
-	if ok, err := s.ClaimDelivery(ctx, a); err != nil || !ok {
+	if ok, err := s.ClaimDelivery(ctx, a, 0); err != nil || !ok {
 		t.Fatalf("ClaimDelivery of a new message = %v, %v; want true", ok, err)
 	}
-	if ok, err := s.ClaimDelivery(ctx, a); err != nil || ok {
+	if ok, err := s.ClaimDelivery(ctx, a, 0); err != nil || ok {
 		t.Fatalf("ClaimDelivery of a delivered message = %v, %v; want false", ok, err)
 	}
 	// A delivery that reached nobody releases the message; then exactly one
@@ -400,7 +408,7 @@ func testDelivery(t *testing.T, s Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, err := s.ClaimDelivery(ctx, c)
+			ok, err := s.ClaimDelivery(ctx, c, 0)
 			if err != nil {
 				t.Error(err)
 			}
@@ -413,7 +421,7 @@ func testDelivery(t *testing.T, s Store) {
 	if wins.Load() != 1 {
 		t.Fatalf("%d of 8 concurrent claims won, want 1", wins.Load())
 	}
-	if ok, err := s.ClaimDelivery(ctx, 1<<40); err != nil || ok {
+	if ok, err := s.ClaimDelivery(ctx, 1<<40, 0); err != nil || ok {
 		t.Fatalf("ClaimDelivery of a missing message = %v, %v; want false", ok, err)
 	}
 	// A read message stays delivered.
