@@ -21,6 +21,13 @@ const defaultTimeout = 5 * time.Second
 // wait for a save before they resend.
 const defaultRetrySettle = 2 * time.Second
 
+// saveLinger is how long the says' store.Batcher collects under steady
+// traffic. At 2,200 say/s over two workers, PostgreSQL spent 0.14 ms of CPU
+// per say with 5 ms against 0.20-0.21 ms with none (commits of one or two
+// messages), and the whole cluster 0.60 against 0.67-0.69 ms; a say after
+// a quiet spell waits for nothing.
+const saveLinger = 5 * time.Millisecond
+
 // dateLayout is PHP's date('Y-m-d H:i:s').
 const dateLayout = "2006-01-02 15:04:05"
 
@@ -113,7 +120,7 @@ func New(cfg Config, api worker.API, st store.Store, log *slog.Logger) *Handler 
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	h.saver = store.NewBatcher(st, 0)
+	h.saver = store.NewBatcher(st, 0, saveLinger)
 	h.marker = store.NewMarker(st, h.log)
 	return h
 }

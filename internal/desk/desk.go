@@ -132,7 +132,7 @@ func New(cfg Config, api worker.API, st store.Store, log *slog.Logger) *Desk {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
-	d.saver = store.NewBatcher(st, 0)
+	d.saver = store.NewBatcher(st, 0, 0)
 	return d
 }
 

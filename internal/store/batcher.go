@@ -10,13 +10,17 @@ import (
 // Batcher coalesces concurrent SaveMessages calls of single messages into
 // batches: one writer goroutine takes the first waiting message, adds every
 // message that is already waiting (up to MaxBatch) and stores them in one
-// SaveMessages call. A lone message is written at once — there is no linger
-// — while under load messages queue during a write and go out together in
-// the next, so round trips per message fall as load rises.
+// SaveMessages call; messages queue during a write and go out together in
+// the next. With a linger, while traffic is steady (the previous batch began
+// less than one linger before this one), the writer also collects for up to
+// the linger after a batch's first message, so that a moderate rate, whose
+// commits would each carry a message or two, shares fewer commits; a lone
+// message after a quiet spell is written at once.
 type Batcher struct {
-	store Store
-	max   int
-	reqs  chan *saveReq
+	store  Store
+	max    int
+	linger time.Duration
+	reqs   chan *saveReq
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -38,12 +42,13 @@ type saveRes struct {
 var ErrClosed = errors.New("store: batcher closed")
 
 // NewBatcher starts a Batcher writing to s in batches of at most maxBatch
-// messages (zero means 128). Close stops it.
-func NewBatcher(s Store, maxBatch int) *Batcher {
+// messages (zero means 128), collecting for up to linger under steady
+// traffic (zero: never). Close stops it.
+func NewBatcher(s Store, maxBatch int, linger time.Duration) *Batcher {
 	if maxBatch <= 0 {
 		maxBatch = 128
 	}
-	b := &Batcher{store: s, max: maxBatch, reqs: make(chan *saveReq, maxBatch), stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Batcher{store: s, max: maxBatch, linger: max(linger, 0), reqs: make(chan *saveReq, maxBatch), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.run()
 	return b
 }
@@ -94,6 +99,12 @@ func (b *Batcher) Close() {
 func (b *Batcher) run() {
 	defer close(b.done)
 	batch := make([]*saveReq, 0, b.max)
+	var linger *time.Timer
+	if b.linger > 0 {
+		linger = time.NewTimer(b.linger)
+		defer linger.Stop()
+	}
+	var lastStart time.Time // when the previous batch's first message was taken
 	for {
 		select {
 		case <-b.stop:
@@ -101,6 +112,14 @@ func (b *Batcher) run() {
 			return
 		case r := <-b.reqs:
 			batch = append(batch[:0], r)
+		}
+		if linger != nil {
+			start := time.Now()
+			steady := start.Sub(lastStart) < b.linger
+			lastStart = start
+			if steady {
+				b.collect(&batch, linger)
+			}
 		}
 	fill:
 		for len(batch) < b.max {
@@ -112,6 +131,22 @@ func (b *Batcher) run() {
 			}
 		}
 		b.write(batch)
+	}
+}
+
+// collect adds to batch what arrives within the linger, until it is full
+// or the Batcher stops (the stop is then handled by run).
+func (b *Batcher) collect(batch *[]*saveReq, linger *time.Timer) {
+	linger.Reset(b.linger)
+	for len(*batch) < b.max {
+		select {
+		case r := <-b.reqs:
+			*batch = append(*batch, r)
+		case <-linger.C:
+			return
+		case <-b.stop:
+			return
+		}
 	}
 }
 

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // countingStore counts SaveMessages calls and their sizes.
@@ -30,7 +32,7 @@ func TestBatcher(t *testing.T) {
 	}
 	defer st.Close()
 	cs := &countingStore{Store: st}
-	b := NewBatcher(cs, 16)
+	b := NewBatcher(cs, 16, 0)
 	defer b.Close()
 
 	t.Run("LoneMessage", func(t *testing.T) {
@@ -84,13 +86,53 @@ func TestBatcher(t *testing.T) {
 		}
 	})
 	t.Run("AfterClose", func(t *testing.T) {
-		b2 := NewBatcher(cs, 0)
+		b2 := NewBatcher(cs, 0, 0)
 		b2.Close()
 		b2.Close() // idempotent
 		if _, err := b2.Save(t.Context(), NewMessage{From: "1", To: "2", Text: "x", Kind: KindText}); !errors.Is(err, ErrClosed) {
 			t.Fatalf("Save after Close: %v, want ErrClosed", err)
 		}
 	})
+}
+
+// TestBatcherLinger: under steady traffic the writer collects for the
+// linger, so messages sent one after another, each waiting for the
+// previous one's start, share a batch; a message after a quiet spell is
+// written without waiting out the linger.
+func TestBatcherLinger(t *testing.T) {
+	st := openSQLiteT(t, filepath.Join(t.TempDir(), "l.db"))
+	cs := &countingStore{Store: st}
+	const linger = 2 * time.Second
+	b := NewBatcher(cs, 0, linger)
+	defer b.Close()
+	save := func(text string) {
+		t.Helper()
+		if _, err := b.Save(t.Context(), NewMessage{From: "a", To: "b", Text: text, Kind: KindText}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Quiet: the first message is written at once, long before the linger.
+	start := time.Now()
+	save("lone")
+	if d := time.Since(start); d >= linger {
+		t.Fatalf("a lone message took %v: it waited out the linger", d)
+	}
+	// Steady now (the previous batch began within the linger): the next
+	// batch collects; messages arriving meanwhile join it.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); save("steady-1") }()
+	time.Sleep(200 * time.Millisecond)
+	for i := range 3 {
+		wg.Add(1)
+		go func() { defer wg.Done(); save(fmt.Sprint("steady-", i+2)) }()
+	}
+	wg.Wait()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if want := []int{1, 4}; !slices.Equal(cs.batches, want) {
+		t.Errorf("batches %v, want %v", cs.batches, want)
+	}
 }
 
 // TestMarker: marks are written in batches, pending until written, and
