@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewire/gatewire/internal/store"
 	"github.com/gatewire/gatewire/internal/worker"
 )
 
@@ -64,17 +65,7 @@ func TestSayRetryOfUndeliveredMessage(t *testing.T) {
 	x := newHarness(t, true)
 	sender := x.api.connect("c1", "85")
 	frame := sayFrame("85", "86", "are you there?", "m-2")
-
-	x.send(sender, frame)
-	got := x.api.received("c1")
-	if len(got) != 1 {
-		t.Fatalf("c1 received %q, want one save", got)
-	}
-	m := x.stored(t, "85", "86", msgIDOf(t, got[0]))
-	unreadSave := wantMessageFrame("save", "c1", m, 0, "m-2")
-	if got[0] != unreadSave {
-		t.Errorf("c1 received\n%s\nwant\n%s", got[0], unreadSave)
-	}
+	m, unreadSave := x.sayToOffline(t, sender, frame, "m-2")
 
 	// Still offline: the same save again, nothing stored.
 	x.send(sender, frame)
@@ -106,13 +97,7 @@ func TestSayRetryWaitsForRetrySettle(t *testing.T) {
 	x := newHarnessWith(t, db, db, Config{InsecureBind: true, RetrySettle: settle})
 	sender := x.api.connect("c1", "85")
 	frame := sayFrame("85", "86", "still there?", "m-3")
-	x.send(sender, frame)
-	got := x.api.received("c1")
-	if len(got) != 1 {
-		t.Fatalf("c1 received %q, want one save", got)
-	}
-	m := x.stored(t, "85", "86", msgIDOf(t, got[0]))
-	unreadSave := wantMessageFrame("save", "c1", m, 0, "m-3")
+	m, unreadSave := x.sayToOffline(t, sender, frame, "m-3")
 
 	x.api.connect("c2", "86")
 	x.send(sender, frame)
@@ -123,6 +108,24 @@ func TestSayRetryWaitsForRetrySettle(t *testing.T) {
 	x.send(sender, frame)
 	x.wantFrames(t, "c2", wantMessageFrame("text", "c1", m, 0, ""))
 	x.wantFrames(t, "c1", wantMessageFrame("save", "c1", m, 1, "m-3"))
+}
+
+// sayToOffline sends frame, a say from 85 to 86 (offline) with cmid, on
+// sender (c1), checks that c1 got the save with is_read 0 and returns the
+// stored message and that save.
+func (x *harness) sayToOffline(t *testing.T, sender *worker.Client, frame, cmid string) (store.Message, string) {
+	t.Helper()
+	x.send(sender, frame)
+	got := x.api.received("c1")
+	if len(got) != 1 {
+		t.Fatalf("c1 received %q, want one save", got)
+	}
+	m := x.stored(t, "85", "86", msgIDOf(t, got[0]))
+	unreadSave := wantMessageFrame("save", "c1", m, 0, cmid)
+	if got[0] != unreadSave {
+		t.Errorf("c1 received\n%s\nwant\n%s", got[0], unreadSave)
+	}
+	return m, unreadSave
 }
 
 // TestSayCMIDIsPerSender: two senders may use the same cmid.
