@@ -350,8 +350,8 @@ func (t tally) report(tb *testing.T) {
 	}
 	// A crash between a delivery and the record of it (batched, a few ms
 	// later) lets a retry, once the message is older than the chat's
-	// RetrySettle (2 s), deliver it twice — with the same msg_id, which clients use to
-	// de-duplicate (the chat page does). Storage stays exactly once
+	// RetrySettle (2 s), deliver it twice — with the same msg_id, which
+	// clients use to de-duplicate (the chat page does). Storage stays exactly once
 	// (duplicated above). Graceful restarts must not redeliver: see
 	// TestRollingRestart.
 	if t.redelivered > 0 {

@@ -282,11 +282,8 @@ func (p *chatPair) run(ctx context.Context, n int, rng *rand.Rand) error {
 // awaitSave waits for the sender's next frame, which must be the save want
 // describes, and returns its msg_id.
 func (p *chatPair) awaitSave(want message) (int64, error) {
-	f, err := p.sender.nextFrame(frameTimeout)
+	f, err := p.nextSave(want)
 	if err != nil {
-		return 0, fmt.Errorf("waiting for the save of %s: %w", want.cmid, err)
-	}
-	if err := p.drain(); err != nil {
 		return 0, err
 	}
 	_, id, err := messageProblem(f, want)
@@ -299,11 +296,8 @@ func (p *chatPair) awaitSave(want message) (int64, error) {
 // awaitRetrySave waits for the save of a retry: the save want describes,
 // or the same with is_read 0.
 func (p *chatPair) awaitRetrySave(want message) error {
-	f, err := p.sender.nextFrame(frameTimeout)
+	f, err := p.nextSave(want)
 	if err != nil {
-		return fmt.Errorf("waiting for the save of %s: %w", want.cmid, err)
-	}
-	if err := p.drain(); err != nil {
 		return err
 	}
 	_, _, err = messageProblem(f, want)
@@ -319,6 +313,16 @@ func (p *chatPair) awaitRetrySave(want message) error {
 		return fmt.Errorf("%s: the save of %s: %w", p.sender.name, want.cmid, err)
 	}
 	return nil
+}
+
+// nextSave waits for the sender's next frame, the save of want.cmid, and
+// collects what the receiver got meanwhile.
+func (p *chatPair) nextSave(want message) (frame, error) {
+	f, err := p.sender.nextFrame(frameTimeout)
+	if err != nil {
+		return f, fmt.Errorf("waiting for the save of %s: %w", want.cmid, err)
+	}
+	return f, p.drain()
 }
 
 // drain collects what the receiver got so far, so that its connection is

@@ -404,6 +404,7 @@ func newHarness(t testing.TB, insecureBind bool) *harness {
 // newHarnessOn is newHarness on the store st, which is db or wraps it.
 // The Handler is closed when t ends, before db is (unless x.close ran
 // earlier).
+//
 // A retry may deliver a message as soon as its first say is done
 // (RetrySettle 1ns), unless the test builds its harness with
 // newHarnessWith.

@@ -115,11 +115,10 @@ func (b *Batcher) run() {
 		}
 		if linger != nil {
 			start := time.Now()
-			steady := start.Sub(lastStart) < b.linger
-			lastStart = start
-			if steady {
-				b.collect(&batch, linger)
+			if start.Sub(lastStart) < b.linger { // steady traffic
+				batch = b.collect(batch, linger)
 			}
+			lastStart = start
 		}
 	fill:
 		for len(batch) < b.max {
@@ -136,18 +135,19 @@ func (b *Batcher) run() {
 
 // collect adds to batch what arrives within the linger, until it is full
 // or the Batcher stops (the stop is then handled by run).
-func (b *Batcher) collect(batch *[]*saveReq, linger *time.Timer) {
+func (b *Batcher) collect(batch []*saveReq, linger *time.Timer) []*saveReq {
 	linger.Reset(b.linger)
-	for len(*batch) < b.max {
+	for len(batch) < b.max {
 		select {
 		case r := <-b.reqs:
-			*batch = append(*batch, r)
+			batch = append(batch, r)
 		case <-linger.C:
-			return
+			return batch
 		case <-b.stop:
-			return
+			return batch
 		}
 	}
+	return batch
 }
 
 // write stores one batch, skipping requests whose callers already gave up.
