@@ -147,6 +147,7 @@ func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
 	fs.BoolVar(&cfg.DemoUsers, "demo-users", false, "load the seed's five demo users (85-89) into the store at start")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "chat page HTTP listen address ('' disables it)")
 	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "load balancers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client")
+	fs.DurationVar(&cfg.DirectoryCache, "directory-cache", 5e9, "how long a uid's connections may be answered from memory; every change reaches the worker at once over Redis pub/sub, and without that feed it reads Redis (0 disables)")
 	metricsFlags(fs, &cfg.Metrics, "127.0.0.1:9283")
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)

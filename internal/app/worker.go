@@ -38,6 +38,10 @@ type WorkerConfig struct {
 	TLS TLSConfig
 	// Redis holds the directory (RunWorker only).
 	Redis RedisConfig
+	// DirectoryCache is how long the worker may answer a uid's connections
+	// from memory; zero or negative reads Redis for every lookup (RunWorker
+	// only). See directory.Cache.
+	DirectoryCache time.Duration
 	// PushAddr is the Push API's listen address; empty disables it.
 	PushAddr string
 	// PushHTTPAddr serves the Push API as HTTP/JSON; empty disables it.
@@ -167,8 +171,18 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, log *slog.Logger) error {
 			return serveHTTP(gctx, web.New(web.Config{WebSocketURL: cfg.WebSocketURL, Desk: deskWeb}, st), lis, 0)
 		})
 	}
+	redisDir := directory.NewRedis(rdb, cfg.Redis.prefix())
+	dir := directory.Coalesce(redisDir)
+	if cfg.DirectoryCache > 0 {
+		cache := directory.NewCache(dir, cfg.DirectoryCache)
+		g.Go(func() error {
+			redisDir.Watch(gctx, cache)
+			return nil
+		})
+		dir = cache
+	}
 	g.Go(func() error {
-		return serveWorker(gctx, cfg, directory.Coalesce(directory.NewRedis(rdb, cfg.Redis.prefix())), st, log)
+		return serveWorker(gctx, cfg, dir, st, log)
 	})
 	return g.Wait()
 }

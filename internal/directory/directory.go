@@ -6,8 +6,9 @@
 // register purges a dead gateway's entries and memberships (PurgeGateway);
 // workers read (ClientIDs, UID, UIDs, GroupMembers). Readers must not trust
 // entries of gateways that are no longer live: wrap a Directory with Live to
-// filter them out, and with Coalesce to share the lookups of concurrent
-// callers (one Redis pipeline instead of one per message). Two
+// filter them out, with Coalesce to share the lookups of concurrent callers
+// (one Redis pipeline instead of one per message), and with a Cache, kept
+// current by Redis.Watch, to answer repeated lookups from memory. Two
 // implementations share one contract test suite: Memory (one process, the
 // all-in-one) and Redis (production; every hot-path command touches a
 // single key, so it works on Redis Cluster).

@@ -164,8 +164,9 @@ func TestParseMembershipField(t *testing.T) {
 	}
 }
 
-// TestRedisRoundTrips checks that each operation is one plain pipeline (no
-// MULTI, which Redis Cluster refuses across slots) or one command.
+// TestRedisRoundTrips checks the round trips of each operation: plain
+// pipelines (no MULTI, which Redis Cluster refuses across slots) or single
+// commands, and a write's PUBLISH only after the write.
 func TestRedisRoundTrips(t *testing.T) {
 	ctx := t.Context()
 	client := newRedisClient(t, testsvc.Redis(t))
@@ -179,18 +180,18 @@ func TestRedisRoundTrips(t *testing.T) {
 		op   func() error
 		want string // the commands of each round trip, round trips separated by " | "
 	}{
-		{"Bind", func() error { return d.Bind(ctx, a1, "alice") }, "hset sadd"},
-		{"Bind2", func() error { return d.Bind(ctx, b1, "bob") }, "hset sadd"},
+		{"Bind", func() error { return d.Bind(ctx, a1, "alice") }, "hset sadd | publish"},
+		{"Bind2", func() error { return d.Bind(ctx, b1, "bob") }, "hset sadd | publish"},
 		{"ClientIDs", func() error { _, err := d.ClientIDs(ctx, "alice", "bob", "carol", "alice"); return err }, "smembers smembers smembers"},
 		{"UID", func() error { _, err := d.UID(ctx, a1); return err }, "hget"},
-		{"Unbind", func() error { return d.Unbind(ctx, a1, "alice") }, "srem eval"},
+		{"Unbind", func() error { return d.Unbind(ctx, a1, "alice") }, "srem eval | publish"},
 		{"GatewayEntries", func() error { _, err := d.GatewayEntries(ctx, gwB); return err }, "hscan"},
 		{"JoinGroup", func() error { return d.JoinGroup(ctx, b1, "room") }, "hset sadd"},
 		{"JoinGroup2", func() error { return d.JoinGroup(ctx, a1, "lobby") }, "hset sadd"},
 		{"GroupMembers", func() error { _, err := d.GroupMembers(ctx, "room", "lobby", "hall", "room"); return err }, "smembers smembers smembers"},
 		{"UIDs", func() error { _, err := d.UIDs(ctx, a1, b1, cid(gwA, 2), a1); return err }, "hmget hmget"},
 		{"LeaveGroup", func() error { return d.LeaveGroup(ctx, a1, "lobby") }, "srem hdel"},
-		{"PurgeGateway", func() error { _, err := d.PurgeGateway(ctx, gwB); return err }, "hscan | srem hdel | hscan | srem hdel"},
+		{"PurgeGateway", func() error { _, err := d.PurgeGateway(ctx, gwB); return err }, "hscan | srem hdel | publish | hscan | srem hdel"},
 		{"PurgeGatewayEmpty", func() error { _, err := d.PurgeGateway(ctx, gwC); return err }, "hscan | hscan"},
 	}
 	for _, tt := range tests {
@@ -259,10 +260,10 @@ func (r *recorder) String() string {
 }
 
 // newRedisClient returns a client of the Redis server at addr, closed when
-// the test ends.
-func newRedisClient(t *testing.T, addr string) *redis.Client {
+// the test ends; its connections carry name, if one is given.
+func newRedisClient(t *testing.T, addr string, name ...string) *redis.Client {
 	t.Helper()
-	client := redis.NewClient(&redis.Options{Addr: addr})
+	client := redis.NewClient(&redis.Options{Addr: addr, ClientName: strings.Join(name, "")})
 	t.Cleanup(func() {
 		if err := client.Close(); err != nil {
 			t.Errorf("close redis client: %v", err)

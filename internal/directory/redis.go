@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -16,6 +18,16 @@ const (
 	gatewayKeyPart     = "g:"
 	groupKeyPart       = "gr:"
 	membershipsKeyPart = "gm:"
+	changesChannelPart = "uid-changes"
+)
+
+// Watch's timing: with nothing heard for watchPing it pings; when
+// nothing, not even the answer, is heard for watchSilence, it reconnects.
+// A failed subscription is retried after watchRetry.
+const (
+	watchPing    = time.Second
+	watchSilence = 3 * time.Second
+	watchRetry   = 500 * time.Millisecond
 )
 
 // membershipSep separates the group from the client_id in a field of a
@@ -47,6 +59,11 @@ return 0
 //	P+"gm:"+gatewayID  HASH group+"\x00"+client_id → "1", the group
 //	                   memberships of the connections gateway gatewayID
 //	                   holds, so that PurgeGateway can find them
+//
+// and one pub/sub channel:
+//
+//	P+"uid-changes"    each write to a uid's set publishes the uid once
+//	                   the write is acknowledged (Watch)
 //
 // A field of a memberships hash ends with the fixed-length client_id, so it
 // splits unambiguously even when the group itself contains a NUL byte. A key
@@ -98,6 +115,10 @@ func (r *Redis) gatewayKey(gatewayID string) string { return r.prefix + gatewayK
 // groupKey returns the key of the set of group's members.
 func (r *Redis) groupKey(group string) string { return r.prefix + groupKeyPart + group }
 
+// changesChannel returns the channel that carries the uids whose sets
+// changed.
+func (r *Redis) changesChannel() string { return r.prefix + changesChannelPart }
+
 // membershipsKey returns the key of the hash of gateway gatewayID's group
 // memberships.
 func (r *Redis) membershipsKey(gatewayID string) string {
@@ -134,6 +155,9 @@ func (r *Redis) Bind(ctx context.Context, clientID, uid string) error {
 		p.SAdd(ctx, r.uidKey(uid), clientID)
 		return nil
 	})
+	if err == nil {
+		err = r.announce(ctx, []string{uid})
+	}
 	if err != nil {
 		return fmt.Errorf("directory: bind %q to %q: %w", clientID, uid, err)
 	}
@@ -153,6 +177,9 @@ func (r *Redis) Unbind(ctx context.Context, clientID, uid string) error {
 		unbindScript.Eval(ctx, p, []string{r.gatewayKey(gw)}, clientID, uid)
 		return nil
 	})
+	if err == nil {
+		err = r.announce(ctx, []string{uid})
+	}
 	if err != nil {
 		return fmt.Errorf("directory: unbind %q from %q: %w", clientID, uid, err)
 	}
@@ -201,8 +228,9 @@ func (r *Redis) PurgeGateway(ctx context.Context, gatewayID string) (map[string]
 	if err != nil {
 		return nil, fmt.Errorf("directory: purge gateway %q: %w", gatewayID, err)
 	}
-	err = r.removeFields(ctx, key, entries, func(p redis.Pipeliner, cid, uid string) {
+	err = r.removeFields(ctx, key, entries, func(p redis.Pipeliner, cid, uid string) string {
 		p.SRem(ctx, r.uidKey(uid), cid)
+		return uid
 	})
 	if err != nil {
 		return nil, fmt.Errorf("directory: purge gateway %q: %w", gatewayID, err)
@@ -213,12 +241,13 @@ func (r *Redis) PurgeGateway(ctx context.Context, gatewayID string) (map[string]
 	if err != nil {
 		return nil, fmt.Errorf("directory: purge groups of gateway %q: %w", gatewayID, err)
 	}
-	err = r.removeFields(ctx, key, memberships, func(p redis.Pipeliner, field, _ string) {
+	err = r.removeFields(ctx, key, memberships, func(p redis.Pipeliner, field, _ string) string {
 		// A field that is not a membership has nothing to undo; it is
 		// deleted all the same.
 		if group, cid, ok := parseMembershipField(field); ok {
 			p.SRem(ctx, r.groupKey(group), cid)
 		}
+		return ""
 	})
 	if err != nil {
 		return nil, fmt.Errorf("directory: purge groups of gateway %q: %w", gatewayID, err)
@@ -228,18 +257,26 @@ func (r *Redis) PurgeGateway(ctx context.Context, gatewayID string) (map[string]
 
 // removeFields deletes the fields of the hash at key, scanPage per round
 // trip: each round trip is one pipeline of undo for each field of the page,
-// then one HDEL of the page.
-func (r *Redis) removeFields(ctx context.Context, key string, fields map[string]string, undo func(p redis.Pipeliner, field, value string)) error {
+// then one HDEL of the page. The uids undo returns (non-empty ones) are
+// announced once the page is removed.
+func (r *Redis) removeFields(ctx context.Context, key string, fields map[string]string, undo func(p redis.Pipeliner, field, value string) (uid string)) error {
 	batch := make([]string, 0, min(len(fields), scanPage))
+	var changed []string
 	flush := func() error {
+		changed = changed[:0]
 		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, f := range batch {
-				undo(p, f, fields[f])
+				if uid := undo(p, f, fields[f]); uid != "" {
+					changed = append(changed, uid)
+				}
 			}
 			p.HDel(ctx, key, batch...)
 			return nil
 		})
 		batch = batch[:0]
+		if err == nil {
+			err = r.announce(ctx, changed)
+		}
 		return err
 	}
 	for f := range fields {
@@ -428,4 +465,68 @@ func distinct(s []string) []string {
 		}
 	}
 	return out
+}
+
+// announce publishes each of uids, whose sets were written, on the changes
+// channel, in one pipeline. It runs after the write is acknowledged: a
+// pipeline of a cluster client runs its commands node by node, so a
+// PUBLISH in the write's pipeline could overtake the write.
+func (r *Redis) announce(ctx context.Context, uids []string) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, uid := range uids {
+			p.Publish(ctx, r.changesChannel(), uid)
+		}
+		return nil
+	})
+	return err
+}
+
+// Watch makes c follow the changes of r's uids until ctx ends: it
+// subscribes to the changes channel, lets c answer from memory once the
+// subscription is confirmed, and tells c to forget each uid published.
+// From the moment the subscription fails, or stays silent for
+// watchSilence (it pings every watchPing), until it is confirmed again,
+// c reads through. Watch returns when ctx ends, with c reading through.
+func (r *Redis) Watch(ctx context.Context, c *Cache) {
+	defer c.Follow(false)
+	for {
+		ps := r.client.Subscribe(ctx, r.changesChannel())
+		r.follow(ctx, ps, c)
+		_ = ps.Close()
+		c.Follow(false)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(watchRetry):
+		}
+	}
+}
+
+// follow passes what subscription ps hears on to c until it fails or falls
+// silent, or ctx ends.
+func (r *Redis) follow(ctx context.Context, ps *redis.PubSub, c *Cache) {
+	heard := time.Now()
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, watchPing)
+		if err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() || ctx.Err() != nil || time.Since(heard) >= watchSilence {
+				return
+			}
+			if ps.Ping(ctx) != nil {
+				return
+			}
+			continue
+		}
+		heard = time.Now()
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			c.Follow(m.Kind == "subscribe")
+		case *redis.Message:
+			c.Forget(m.Payload)
+		}
+	}
 }

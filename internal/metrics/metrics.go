@@ -72,6 +72,9 @@ var (
 	Says       = counterVec("gatewire_chat_says_total", "Says handled, by result (saved, duplicate, refused, store_failed).", "result")
 	StoreOps   = histogramVec("gatewire_store_seconds", "Message store call latency, by operation and result (ok, error).", "op", "result")
 	RedisOps   = histogramVec("gatewire_redis_seconds", "Redis command (or pipeline) latency, by command and result (ok, error).", "cmd", "result")
+
+	DirectoryCache          = counterVec("gatewire_directory_cache_uids_total", "Uids looked up through the worker's directory cache, by result (hit, miss, off: no change feed, read through).", "result")
+	DirectoryCacheFollowing = gauge("gatewire_directory_cache_following", "1 while the directory cache hears every change of the directory (Redis pub/sub) and may answer from memory.")
 )
 
 // The label values of the hot paths, resolved once: a lookup by label
@@ -84,6 +87,10 @@ var (
 	EventsMessage   = WorkerEvents.WithLabelValues("message")
 	EventsClose     = WorkerEvents.WithLabelValues("close")
 	EventsLostClose = WorkerEvents.WithLabelValues("lost_close")
+
+	DirectoryCacheHits   = DirectoryCache.WithLabelValues("hit")
+	DirectoryCacheMisses = DirectoryCache.WithLabelValues("miss")
+	DirectoryCacheOff    = DirectoryCache.WithLabelValues("off")
 
 	SayPersisted    = SayLatency.WithLabelValues("persisted")
 	SayDelivered    = SayLatency.WithLabelValues("delivered")

@@ -1,0 +1,329 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatewire/gatewire/internal/testsvc"
+)
+
+// TestCacheMemory runs the contract over a following Cache: its own writes
+// must never leave it answering from a stale memory.
+func TestCacheMemory(t *testing.T) {
+	testContract(t, func(t *testing.T) Directory {
+		c := NewCache(NewMemory(), time.Hour)
+		c.Follow(true)
+		return c
+	})
+}
+
+// TestCacheRedis runs the contract over a Cache that a Redis change feed
+// follows.
+func TestCacheRedis(t *testing.T) {
+	client := newRedisClient(t, testsvc.Redis(t))
+	testContract(t, func(t *testing.T) Directory {
+		r := NewRedis(client, testPrefix(t))
+		c := NewCache(Coalesce(r), time.Hour)
+		watch(t, r, c)
+		return c
+	})
+}
+
+// TestCacheReadsThroughUnlessFollowed checks that a Cache without a change
+// feed, or whose feed stopped, remembers nothing.
+func TestCacheReadsThroughUnlessFollowed(t *testing.T) {
+	m := NewMemory()
+	c := NewCache(m, time.Hour)
+	a1, a2 := cid(gwA, 1), cid(gwA, 2)
+	wantIDs(t, c, "alice")
+	mustBind(t, m, a1, "alice") // behind the Cache's back
+	wantIDs(t, c, "alice", a1)
+
+	c.Follow(true)
+	wantIDs(t, c, "alice", a1)
+	c.Follow(false)
+	mustBind(t, m, a2, "alice")
+	wantIDs(t, c, "alice", a1, a2)
+}
+
+// TestCacheRemembersUntilForgotten checks hits, Forget, and that starting
+// to follow again drops what was remembered.
+func TestCacheRemembersUntilForgotten(t *testing.T) {
+	m := NewMemory()
+	c := NewCache(m, time.Hour)
+	c.Follow(true)
+	a1, b1 := cid(gwA, 1), cid(gwB, 1)
+	wantIDs(t, c, "alice")
+	mustBind(t, m, a1, "alice")
+	mustBind(t, m, b1, "bob")
+	wantIDs(t, c, "alice") // remembered: no connections
+	c.Forget("alice")
+	wantIDs(t, c, "alice", a1)
+	wantIDs(t, c, "bob", b1)
+
+	mustUnbind(t, m, a1, "alice")
+	mustUnbind(t, m, b1, "bob")
+	wantIDs(t, c, "alice", a1)
+	c.Follow(true) // a feed that restarts may have missed changes
+	wantIDs(t, c, "alice")
+	wantIDs(t, c, "bob")
+}
+
+// TestCacheExpires checks that an answer is dropped ttl after its read.
+func TestCacheExpires(t *testing.T) {
+	m := NewMemory()
+	c := NewCache(m, time.Nanosecond)
+	c.Follow(true)
+	wantIDs(t, c, "alice")
+	a1 := cid(gwA, 1)
+	mustBind(t, m, a1, "alice")
+	wantIDs(t, c, "alice", a1)
+}
+
+// TestCacheOwnWritesForget checks that Bind, Unbind and PurgeGateway
+// through the Cache forget the uids they change.
+func TestCacheOwnWritesForget(t *testing.T) {
+	c := NewCache(NewMemory(), time.Hour)
+	c.Follow(true)
+	a1, b1 := cid(gwA, 1), cid(gwB, 1)
+	wantIDs(t, c, "alice")
+	mustBind(t, c, a1, "alice")
+	wantIDs(t, c, "alice", a1)
+	mustUnbind(t, c, a1, "alice")
+	wantIDs(t, c, "alice")
+	mustBind(t, c, b1, "bob")
+	wantIDs(t, c, "bob", b1)
+	if _, err := c.PurgeGateway(t.Context(), gwB); err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, c, "bob")
+}
+
+// TestCacheDropsAnswerChangedWhileRead checks that an answer read before a
+// change, but returned after it, is not kept.
+func TestCacheDropsAnswerChangedWhileRead(t *testing.T) {
+	m := NewMemory()
+	s := &slowDir{Directory: m, read: make(chan struct{}), release: make(chan struct{})}
+	c := NewCache(s, time.Hour)
+	c.Follow(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ClientIDs(t.Context(), "alice")
+		done <- err
+	}()
+	<-s.read // the answer (no connections) is read
+	a1 := cid(gwA, 1)
+	mustBind(t, m, a1, "alice")
+	c.Forget("alice") // what the change feed does
+	close(s.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s.release = nil
+	wantIDs(t, c, "alice", a1)
+}
+
+// TestCacheKeepsNoError checks that a failed read is not remembered.
+func TestCacheKeepsNoError(t *testing.T) {
+	m := NewMemory()
+	f := &failingDir{Directory: m, fail: true}
+	c := NewCache(f, time.Hour)
+	c.Follow(true)
+	if _, err := c.ClientIDs(t.Context(), "alice"); !errors.Is(err, errDown) {
+		t.Fatalf("ClientIDs = %v, want %v", err, errDown)
+	}
+	f.fail = false
+	a1 := cid(gwA, 1)
+	mustBind(t, m, a1, "alice")
+	wantIDs(t, c, "alice", a1)
+}
+
+// TestCacheAnswersAreCallersOwn checks that changing a returned slice does
+// not change what the Cache answers next, and that a uid asked twice in
+// one call is read once.
+func TestCacheAnswersAreCallersOwn(t *testing.T) {
+	m := NewMemory()
+	a1 := cid(gwA, 1)
+	mustBind(t, m, a1, "alice")
+	c := NewCache(m, time.Hour)
+	c.Follow(true)
+	for range 2 {
+		got, err := c.ClientIDs(t.Context(), "alice", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got["alice"], []string{a1}) {
+			t.Fatalf("ClientIDs = %v, want alice: [%s]", got, a1)
+		}
+		got["alice"][0] = "scribbled"
+	}
+}
+
+// TestRedisWatch checks that a Cache following Redis hears the changes
+// made by another process's writes (the gateways'), the register's purge
+// included, and misses none made while its subscription was down.
+func TestRedisWatch(t *testing.T) {
+	ctx := t.Context()
+	addr := testsvc.Redis(t)
+	prefix := testPrefix(t)
+	writer := NewRedis(newRedisClient(t, addr), prefix)
+	reader := NewRedis(newRedisClient(t, addr, "watch-reader"), prefix)
+	c := NewCache(reader, time.Hour)
+	watch(t, reader, c)
+	a1, b1 := cid(gwA, 1), cid(gwB, 1)
+
+	wantIDs(t, c, "alice")
+	mustBind(t, writer, a1, "alice")
+	eventuallyIDs(t, c, "alice", a1)
+	mustBind(t, writer, b1, "alice")
+	eventuallyIDs(t, c, "alice", a1, b1)
+	mustUnbind(t, writer, a1, "alice")
+	eventuallyIDs(t, c, "alice", b1)
+	if _, err := writer.PurgeGateway(ctx, gwB); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyIDs(t, c, "alice")
+
+	// Cut the subscription and change alice at once: the change is
+	// published to nobody, and the Cache must not answer from before it.
+	killClients(t, writer.client, "watch-reader", "pubsub")
+	mustBind(t, writer, a1, "alice")
+	eventuallyIDs(t, c, "alice", a1)
+	waitFollowing(t, c, true)
+	mustUnbind(t, writer, a1, "alice")
+	eventuallyIDs(t, c, "alice")
+}
+
+// killClients kills, through client, the connections of kind typ (normal,
+// pubsub) named name.
+func killClients(t *testing.T, client redis.UniversalClient, name, typ string) {
+	t.Helper()
+	list, err := client.ClientList(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for line := range strings.Lines(list) {
+		fields := strings.Fields(line)
+		if !slices.Contains(fields, "name="+name) || !slices.ContainsFunc(fields, func(f string) bool { return f == "flags=P" && typ == "pubsub" || f == "flags=N" && typ == "normal" }) {
+			continue
+		}
+		id := strings.TrimPrefix(fields[0], "id=")
+		if err := client.Do(t.Context(), "client", "kill", "id", id).Err(); err != nil {
+			t.Fatal(err)
+		}
+		killed++
+	}
+	if killed == 0 {
+		t.Fatalf("no %s connection named %s in\n%s", typ, name, list)
+	}
+}
+
+// watch runs r.Watch for c until the test ends, and waits until c follows.
+func watch(t *testing.T, r *Redis, c *Cache) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { r.Watch(ctx, c) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if c.isFollowing() {
+			t.Error("Watch returned with the Cache still following")
+		}
+	})
+	waitFollowing(t, c, true)
+}
+
+func (c *Cache) isFollowing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.following
+}
+
+func waitFollowing(t *testing.T, c *Cache, want bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); c.isFollowing() != want; {
+		if time.Now().After(deadline) {
+			t.Fatalf("following = %v after 10s, want %v", !want, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// wantIDs checks that d answers uid's client_ids with exactly want.
+func wantIDs(t *testing.T, d Directory, uid string, want ...string) {
+	t.Helper()
+	if got := idsOf(t, d, uid); !slices.Equal(got, want) {
+		t.Fatalf("client_ids of %s = %v, want %v", uid, got, want)
+	}
+}
+
+// eventuallyIDs waits up to 10s for d to answer uid's client_ids with
+// exactly want.
+func eventuallyIDs(t *testing.T, d Directory, uid string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := idsOf(t, d, uid)
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client_ids of %s = %v after 10s, want %v", uid, got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func idsOf(t *testing.T, d Directory, uid string) []string {
+	t.Helper()
+	got, err := d.ClientIDs(t.Context(), uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := got[uid]
+	slices.Sort(ids)
+	return ids
+}
+
+// slowDir reads ClientIDs at once and, while release is set, returns the
+// answer only once release is closed: an answer that is stale when it
+// arrives.
+type slowDir struct {
+	Directory
+	read    chan struct{} // receives once per call, once the answer is read
+	release chan struct{}
+}
+
+func (s *slowDir) ClientIDs(ctx context.Context, uids ...string) (map[string][]string, error) {
+	res, err := s.Directory.ClientIDs(ctx, uids...)
+	if s.release != nil {
+		s.read <- struct{}{}
+		<-s.release
+	}
+	return res, err
+}
+
+var errDown = errors.New("directory down")
+
+// failingDir fails ClientIDs while fail is set (tests set it between
+// calls only).
+type failingDir struct {
+	Directory
+	fail bool
+}
+
+func (f *failingDir) ClientIDs(ctx context.Context, uids ...string) (map[string][]string, error) {
+	if f.fail {
+		return nil, errDown
+	}
+	return f.Directory.ClientIDs(ctx, uids...)
+}
