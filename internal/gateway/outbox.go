@@ -109,7 +109,7 @@ func (o *outbox) fail(err error) {
 // writeNow writes what the socket takes without waiting: possibly
 // nothing.
 func (w *wire) writeNow(p []byte) (int, error) {
-	n, err := noWait("write", w.raw.Write, syscall.Write, p)
+	n, err := noWait("write", w.raw.Write, writeNoWait, p)
 	if err == syscall.EAGAIN {
 		return 0, nil
 	}
