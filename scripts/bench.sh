@@ -36,8 +36,10 @@
 # PG_BIN (default /usr/lib/postgresql/15/bin), BENCH_PG_OPTS
 # (extra server options, e.g. "-c synchronous_commit=off"; recorded in the
 # tags), BENCH_GOMAXPROCS (GOMAXPROCS of each gatewire server process,
-# default 1; "default" leaves Go's, one per core; recorded in the tags) and
-# the sizes named above. The gateways run with their per-client message rate and
+# default 1; "default" leaves Go's, one per core; recorded in the tags),
+# BENCH_GODEBUG (GODEBUG of each gatewire server process, default
+# schedtrace=2147483647 as deploy/README.md advises; "none" leaves it unset;
+# recorded in the tags) and the sizes named above. The gateways run with their per-client message rate and
 # per-IP connection limits off (-message-rate -1 -max-conns-per-ip -1): the
 # benchmark's clients are few IPs sending fast on purpose.
 #
@@ -136,6 +138,10 @@ log_of() { # name
 server_env=()
 gomaxprocs=${BENCH_GOMAXPROCS:-1}
 [ "$gomaxprocs" = default ] || server_env=("GOMAXPROCS=$gomaxprocs")
+# Go's sysmon thread stays out of its deep sleep, so a system call after a
+# quiet moment does not have to wake it (deploy/README.md, Sizing).
+godebug=${BENCH_GODEBUG:-schedtrace=2147483647}
+[ "$godebug" = none ] || server_env+=("GODEBUG=$godebug")
 
 start() { # name command...
 	local name=$1; shift
@@ -395,7 +401,7 @@ bench() {
 	rm -f "$dir/logs/chatbench-$run.log"
 	local line
 	line=$("$dir/bin/chatbench" "$@" -tag "run=$run" -tag "suite=$suite" -tag "commit=$commit" \
-		-tag "host_cpus=$(nproc)" -tag "bind_mode=$bind_mode" -tag "server_gomaxprocs=$gomaxprocs" ${BENCH_PG_OPTS:+-tag "pg_opts=$BENCH_PG_OPTS"} 2>"$dir/logs/chatbench-$run.log") || {
+		-tag "host_cpus=$(nproc)" -tag "bind_mode=$bind_mode" -tag "server_gomaxprocs=$gomaxprocs" -tag "server_godebug=$godebug" ${BENCH_PG_OPTS:+-tag "pg_opts=$BENCH_PG_OPTS"} 2>"$dir/logs/chatbench-$run.log") || {
 		echo "chatbench failed; its log:" >&2
 		tail -n 30 "$dir/logs/chatbench-$run.log" >&2
 		return 1

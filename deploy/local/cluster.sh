@@ -178,6 +178,7 @@ up() {
 		store="postgres://postgres@127.0.0.1:$pg_port/gatewire?sslmode=disable"
 	fi
 	export GATEWIRE_STORE=$store # env, not argv: a password stays out of ps
+	export GODEBUG=${GODEBUG:-schedtrace=2147483647} # deploy/README.md, Sizing
 	start register "$dir/bin/register" -addr 127.0.0.1:1236 -metrics-addr 127.0.0.1:9236
 	wait_port 127.0.0.1:1236
 	local origins=127.0.0.1:8080,127.0.0.1:8081 # the workers' chat pages
