@@ -34,6 +34,7 @@ type Cache struct {
 
 	mu        sync.Mutex
 	following bool
+	reads     uint64 // reads begun; each read's number is its mark
 	answers   map[string]*answer
 }
 
@@ -41,7 +42,7 @@ type Cache struct {
 type answer struct {
 	ids     []string // the uid's client_ids; nil when it has none
 	expires time.Time
-	read    *struct{} // while the answer is being read: the read's mark; nil once kept
+	read    uint64 // while the answer is being read: the read's mark; 0 once kept
 }
 
 // NewCache returns a Cache over d that keeps answers for ttl (it must be
@@ -57,7 +58,6 @@ func (c *Cache) ClientIDs(ctx context.Context, uids ...string) (map[string][]str
 	}
 	start := time.Now()
 	out := make(map[string][]string, len(uids))
-	mark := new(struct{})
 	var misses []string
 	c.mu.Lock()
 	if !c.following {
@@ -65,10 +65,12 @@ func (c *Cache) ClientIDs(ctx context.Context, uids ...string) (map[string][]str
 		metrics.DirectoryCacheOff.Add(float64(len(uids)))
 		return c.Directory.ClientIDs(ctx, uids...)
 	}
+	c.reads++
+	mark := c.reads
 	for _, uid := range uids {
 		a := c.answers[uid]
 		switch {
-		case a != nil && a.read == nil && start.Before(a.expires):
+		case a != nil && a.read == 0 && start.Before(a.expires):
 			if len(a.ids) > 0 {
 				out[uid] = slices.Clone(a.ids)
 			}
@@ -98,7 +100,7 @@ func (c *Cache) ClientIDs(ctx context.Context, uids ...string) (map[string][]str
 			delete(c.answers, uid)
 			continue
 		}
-		a.ids, a.expires, a.read = res[uid], start.Add(c.ttl), nil
+		a.ids, a.expires, a.read = res[uid], start.Add(c.ttl), 0
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -119,7 +121,7 @@ func (c *Cache) makeRoomLocked(now time.Time) {
 		return
 	}
 	for uid, a := range c.answers {
-		if a.read == nil && !now.Before(a.expires) {
+		if a.read == 0 && !now.Before(a.expires) {
 			delete(c.answers, uid)
 		}
 	}

@@ -130,6 +130,46 @@ func TestCacheDropsAnswerChangedWhileRead(t *testing.T) {
 	wantIDs(t, c, "alice", a1)
 }
 
+// TestCacheConcurrentReads checks that a lookup made while another read of
+// the same uid is under way reads for itself, and that only the read that
+// began last is kept.
+func TestCacheConcurrentReads(t *testing.T) {
+	m := NewMemory()
+	s := &slowDir{Directory: m, read: make(chan struct{}), release: make(chan struct{})}
+	c := NewCache(s, time.Hour)
+	c.Follow(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ClientIDs(t.Context(), "alice")
+		done <- err
+	}()
+	<-s.read // the first read has its answer (no connections) and waits
+	a1 := cid(gwA, 1)
+	mustBind(t, m, a1, "alice")
+	second := make(chan map[string][]string, 1)
+	go func() {
+		got, err := c.ClientIDs(t.Context(), "alice")
+		if err != nil {
+			got = map[string][]string{"error": {err.Error()}}
+		}
+		second <- got
+	}()
+	select {
+	case <-s.read:
+	case got := <-second:
+		t.Fatalf("second lookup answered %v without reading", got)
+	}
+	close(s.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := <-second; !slices.Equal(got["alice"], []string{a1}) {
+		t.Fatalf("second lookup = %v, want alice: [%s]", got, a1)
+	}
+	s.release = nil
+	wantIDs(t, c, "alice", a1) // the first read's stale answer was not kept
+}
+
 // TestCacheKeepsNoError checks that a failed read is not remembered.
 func TestCacheKeepsNoError(t *testing.T) {
 	m := NewMemory()
