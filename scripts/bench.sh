@@ -39,9 +39,10 @@
 # default 1; "default" leaves Go's, one per core; recorded in the tags),
 # BENCH_GODEBUG (GODEBUG of each gatewire server process, default
 # schedtrace=2147483647 as deploy/README.md advises; "none" leaves it unset;
-# recorded in the tags) and the sizes named above. The gateways run with their per-client message rate and
-# per-IP connection limits off (-message-rate -1 -max-conns-per-ip -1): the
-# benchmark's clients are few IPs sending fast on purpose.
+# recorded in the tags) and the sizes named above. The gateways run with
+# their per-client message rate and per-IP connection limits off
+# (-message-rate -1 -max-conns-per-ip -1): the benchmark's clients are few
+# IPs sending fast on purpose.
 #
 # Everything started is stopped by its PID when the script ends, also on
 # failure or Ctrl-C; the PostgreSQL data directory is removed.

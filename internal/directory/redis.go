@@ -494,7 +494,7 @@ func (r *Redis) Watch(ctx context.Context, c *Cache) {
 	defer c.Follow(false)
 	for {
 		ps := r.client.Subscribe(ctx, r.changesChannel())
-		r.follow(ctx, ps, c)
+		follow(ctx, ps, c)
 		_ = ps.Close()
 		c.Follow(false)
 		select {
@@ -507,7 +507,7 @@ func (r *Redis) Watch(ctx context.Context, c *Cache) {
 
 // follow passes what subscription ps hears on to c until it fails or falls
 // silent, or ctx ends.
-func (r *Redis) follow(ctx context.Context, ps *redis.PubSub, c *Cache) {
+func follow(ctx context.Context, ps *redis.PubSub, c *Cache) {
 	heard := time.Now()
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, watchPing)
