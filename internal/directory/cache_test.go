@@ -109,16 +109,7 @@ func TestCacheOwnWritesForget(t *testing.T) {
 // TestCacheDropsAnswerChangedWhileRead checks that an answer read before a
 // change, but returned after it, is not kept.
 func TestCacheDropsAnswerChangedWhileRead(t *testing.T) {
-	m := NewMemory()
-	s := &slowDir{Directory: m, read: make(chan struct{}), release: make(chan struct{})}
-	c := NewCache(s, time.Hour)
-	c.Follow(true)
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.ClientIDs(t.Context(), "alice")
-		done <- err
-	}()
-	<-s.read // the answer (no connections) is read
+	m, s, c, done := heldRead(t)
 	a1 := cid(gwA, 1)
 	mustBind(t, m, a1, "alice")
 	c.Forget("alice") // what the change feed does
@@ -134,16 +125,7 @@ func TestCacheDropsAnswerChangedWhileRead(t *testing.T) {
 // the same uid is under way reads for itself, and that only the read that
 // began last is kept.
 func TestCacheConcurrentReads(t *testing.T) {
-	m := NewMemory()
-	s := &slowDir{Directory: m, read: make(chan struct{}), release: make(chan struct{})}
-	c := NewCache(s, time.Hour)
-	c.Follow(true)
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.ClientIDs(t.Context(), "alice")
-		done <- err
-	}()
-	<-s.read // the first read has its answer (no connections) and waits
+	m, s, c, done := heldRead(t)
 	a1 := cid(gwA, 1)
 	mustBind(t, m, a1, "alice")
 	second := make(chan map[string][]string, 1)
@@ -331,6 +313,24 @@ func idsOf(t *testing.T, d Directory, uid string) []string {
 	ids := got[uid]
 	slices.Sort(ids)
 	return ids
+}
+
+// heldRead starts a lookup of alice (no connections) through a following
+// Cache over a slowDir, and returns once its answer is read and held: the
+// directory behind the slowDir, the slowDir, the Cache, and where the
+// lookup's error arrives once s.release is closed.
+func heldRead(t *testing.T) (*Memory, *slowDir, *Cache, <-chan error) {
+	m := NewMemory()
+	s := &slowDir{Directory: m, read: make(chan struct{}), release: make(chan struct{})}
+	c := NewCache(s, time.Hour)
+	c.Follow(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ClientIDs(t.Context(), "alice")
+		done <- err
+	}()
+	<-s.read
+	return m, s, c, done
 }
 
 // slowDir reads ClientIDs at once and, while release is set, returns the
