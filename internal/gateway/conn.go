@@ -204,6 +204,9 @@ func connected(r *http.Request, remote, public string) *linkv1.Connected {
 // client falls silent (errIdle).
 func (c *conn) readLoop() error {
 	for {
+		if c.wire.idleNow() {
+			return errIdle
+		}
 		typ, data, err := c.ws.Read(noDeadline)
 		if err != nil {
 			return err

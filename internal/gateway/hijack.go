@@ -38,5 +38,6 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		early = bytes.Clone(b)
 	}
 	h.wire = newWire(c, early, h.rule)
-	return h.wire, bufio.NewReadWriter(bufio.NewReaderSize(h.wire, wireBufioSize), bufio.NewWriterSize(h.wire, connBufferSize)), nil
+	h.wire.br = bufio.NewReaderSize(h.wire, wireBufioSize)
+	return h.wire, bufio.NewReadWriter(h.wire.br, bufio.NewWriterSize(h.wire, connBufferSize)), nil
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -45,14 +46,21 @@ type wire struct {
 	ahead    []byte
 	borrowed *[readAhead]byte
 	// blocking, once set, makes every Read block: a close handshake
-	// waits for the client's close frame.
+	// waits for the client's close frame. It is set under idleMu.
 	blocking atomic.Bool
+	// idleMu orders idleNow, which looks at the read state outside the
+	// library's read lock, before the close handshake, whose reads may
+	// run on another goroutine than the reader's.
+	idleMu sync.Mutex
 	frames   frameTracker
 	// drained is set when a read at rest took less than it asked for: the
 	// socket held no more at that moment, so the next read at rest need
 	// not ask it again to find it empty (see readSocket).
 	drained bool
-	out     outbox
+	// br is the library's bufio.Reader over the wire (nil when the wire
+	// was made otherwise): what it holds the library has yet to consume.
+	br  *bufio.Reader
+	out outbox
 }
 
 // newWire wraps a hijacked connection; early is what the server had read
@@ -123,6 +131,23 @@ func (w *wire) readSocket(p []byte) (int, error) {
 	}
 	w.drained = false
 	return w.Conn.Read(p)
+}
+
+// idleNow reports whether the library's next read would get errIdle
+// without a system call — the stream rests, the last read at rest drained
+// the socket and nothing waits in the wire or the library's buffer — and
+// then consumes that answer as readSocket would. The reader asks before
+// each message, so that going idle costs no trip through the library, which
+// takes its read lock and wraps the error twice with fmt.Errorf.
+func (w *wire) idleNow() bool {
+	w.idleMu.Lock()
+	defer w.idleMu.Unlock()
+	if w.blocking.Load() || w.raw == nil || w.br == nil || !w.drained || len(w.ahead) > 0 ||
+		w.br.Buffered() > 0 || !w.frames.resting() {
+		return false
+	}
+	w.drained = false
+	return true
 }
 
 // readNow reads what the socket holds without waiting: errIdle when it
@@ -219,7 +244,11 @@ func (w *wire) waitReadable() {
 }
 
 // blockFromNowOn makes every later Read block, as a close handshake needs.
-func (w *wire) blockFromNowOn() { w.blocking.Store(true) }
+func (w *wire) blockFromNowOn() {
+	w.idleMu.Lock()
+	defer w.idleMu.Unlock()
+	w.blocking.Store(true)
+}
 
 // frameTracker follows the frame structure of a client's byte stream
 // (RFC 6455 section 5.2) to tell where it rests.

@@ -117,9 +117,21 @@ func TestSilentPauses(t *testing.T) {
 	expect(0x1, "a")
 	expect(0x1, "b")
 	expect(0x1, "c")
+	// Frames pipelined in one write, whole: after the first message, the
+	// next one's first bytes wait in the library's buffer, not the socket.
+	cl.send(append(frame(0x81, "echo:d"), frame(0x81, "echo:e")...))
+	expect(0x1, "d")
+	expect(0x1, "e")
+	// Two short messages in one write fit the library's 16-byte buffer
+	// whole: the second waits there, with the socket and the wire empty.
+	id := w.rec.idByTag("raw")
+	cl.send(append(frame(0x81, "x"), frame(0x81, "y")...))
+	eventually(t, "both short messages", func() bool {
+		m := w.rec.messagesOf(id)
+		return len(m) >= 2 && m[len(m)-2] == "x" && m[len(m)-1] == "y"
+	})
 	// A silent client is still a client: the gateway closes it on request
 	// with a close handshake, which waits for the client's close frame.
-	id := w.rec.idByTag("raw")
 	if err := w.w.API().CloseClient(testCtx(t), id, nil); err != nil {
 		t.Fatal(err)
 	}
