@@ -19,8 +19,8 @@ type ProcessConfig struct {
 
 // defaultGCFloorMiB: a busy worker or gateway holds a few MiB live, so at
 // GOGC it collected several times a second; with 32 MiB of room the chat
-// benchmark's servers spent 8-11% less CPU per message (README,
-// Performance), for at most that much more memory per process.
+// benchmark's workers spent ~8% and its gateways ~4% less CPU per message
+// (README, Performance), for at most that much more memory per process.
 const defaultGCFloorMiB = 32
 
 func processFlags(fs *flag.FlagSet, p *ProcessConfig) {
