@@ -52,7 +52,7 @@ type wire struct {
 	// library's read lock, before the close handshake, whose reads may
 	// run on another goroutine than the reader's.
 	idleMu sync.Mutex
-	frames   frameTracker
+	frames frameTracker
 	// drained is set when a read at rest took less than it asked for: the
 	// socket held no more at that moment, so the next read at rest need
 	// not ask it again to find it empty (see readSocket).
