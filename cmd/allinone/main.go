@@ -14,7 +14,7 @@ import (
 
 func main() {
 	var cfg app.AllInOneConfig
-	app.Main("gatewire-allinone",
+	app.Main("gatewire-allinone", app.DefaultGOGC,
 		func(fs *flag.FlagSet) { app.AllInOneFlags(fs, &cfg) },
 		func(ctx context.Context, log *slog.Logger) error { return app.RunAllInOne(ctx, cfg, log) })
 }

@@ -14,7 +14,7 @@ import (
 
 func main() {
 	var cfg app.GatewayConfig
-	app.Main("gatewire-gateway",
+	app.Main("gatewire-gateway", app.GatewayGOGC,
 		func(fs *flag.FlagSet) { app.GatewayFlags(fs, &cfg) },
 		func(ctx context.Context, log *slog.Logger) error { return app.RunGateway(ctx, cfg, log) })
 }

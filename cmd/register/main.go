@@ -14,7 +14,7 @@ import (
 
 func main() {
 	var cfg app.RegisterConfig
-	app.Main("gatewire-register",
+	app.Main("gatewire-register", app.DefaultGOGC,
 		func(fs *flag.FlagSet) { app.RegisterFlags(fs, &cfg) },
 		func(ctx context.Context, log *slog.Logger) error { return app.RunRegister(ctx, cfg, log) })
 }

@@ -14,7 +14,7 @@ import (
 
 func main() {
 	var cfg app.WorkerConfig
-	app.Main("gatewire-worker",
+	app.Main("gatewire-worker", app.DefaultGOGC,
 		func(fs *flag.FlagSet) { app.WorkerFlags(fs, &cfg) },
 		func(ctx context.Context, log *slog.Logger) error { return app.RunWorker(ctx, cfg, log) })
 }

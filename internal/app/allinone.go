@@ -38,11 +38,6 @@ const demoTokenTTL = time.Hour
 // random secret, until ctx ends.
 func RunAllInOne(ctx context.Context, cfg AllInOneConfig, log *slog.Logger) error {
 	log = discard(log)
-	stopGC, err := startGC(cfg.Gateway.Process, 100)
-	if err != nil {
-		return err
-	}
-	defer stopGC()
 	secret := randomSecret()
 	dir := directory.NewMemory()
 	if cfg.Worker.Store == "" {

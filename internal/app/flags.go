@@ -84,7 +84,6 @@ func RegisterFlags(fs *flag.FlagSet, cfg *RegisterConfig) {
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:1236", "gRPC listen address")
 	fs.DurationVar(&cfg.Lease, "lease", 0, "gateway lease; a gateway silent this long is dropped and its entries purged (0 = 5s)")
 	metricsFlags(fs, &cfg.Metrics, "127.0.0.1:9236")
-	processFlags(fs, &cfg.Process)
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, nil)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -116,7 +115,6 @@ func GatewayFlags(fs *flag.FlagSet, cfg *GatewayConfig) {
 	fs.StringVar(&cfg.LinkAddr, "link-addr", "127.0.0.1:2000", "gRPC listen address for workers")
 	fs.StringVar(&cfg.LinkAdvertise, "link-advertise", "", "address workers dial to reach -link-addr (default: the address bound)")
 	metricsFlags(fs, &cfg.Metrics, "127.0.0.1:9282")
-	processFlags(fs, &cfg.Process)
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -151,7 +149,6 @@ func WorkerFlags(fs *flag.FlagSet, cfg *WorkerConfig) {
 	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "load balancers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client")
 	fs.DurationVar(&cfg.DirectoryCache, "directory-cache", 5e9, "how long a uid's connections may be answered from memory; every change reaches the worker at once over Redis pub/sub, and without that feed it reads Redis (0 disables)")
 	metricsFlags(fs, &cfg.Metrics, "127.0.0.1:9283")
-	processFlags(fs, &cfg.Process)
 	clusterFlags(fs, &cfg.Secret, &cfg.TLS, &cfg.Registers)
 	redisFlags(fs, &cfg.Redis)
 }
@@ -162,6 +159,5 @@ func AllInOneFlags(fs *flag.FlagSet, cfg *AllInOneConfig) {
 	workerChatFlags(fs, &cfg.Worker, "", "")
 	fs.StringVar(&cfg.Worker.Store, "store", "sqlite:gatewire.db", "message store: sqlite:<path> or postgres://user@host/db")
 	metricsFlags(fs, &cfg.Gateway.Metrics, "127.0.0.1:9280")
-	processFlags(fs, &cfg.Gateway.Process)
 	fs.BoolVar(&cfg.Demo, "demo", false, "demo mode: GET /demo/token?uid= hands out a bind token for any uid, and the chat page uses it (never in production)")
 }

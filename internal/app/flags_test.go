@@ -59,6 +59,7 @@ func TestREADMEFlagTable(t *testing.T) {
 		fs := flag.NewFlagSet(role, flag.ContinueOnError)
 		registered[role](fs)
 		LogFlags(fs)
+		GCFlags(fs)
 		var have []string
 		fs.VisitAll(func(f *flag.Flag) { have = append(have, f.Name) })
 		want := documented[role]

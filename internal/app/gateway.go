@@ -38,8 +38,6 @@ type GatewayConfig struct {
 	Secret string
 	// Metrics says where /metrics, /healthz and (opt-in) pprof are served.
 	Metrics MetricsConfig
-	// Process holds the Go runtime settings of the process.
-	Process ProcessConfig
 	// TLS is the inner links' optional mutual TLS.
 	TLS TLSConfig
 	// Redis holds the directory (RunGateway only).
@@ -57,11 +55,6 @@ type GatewayConfig struct {
 
 // RunGateway runs a gateway writing to the Redis directory until ctx ends.
 func RunGateway(ctx context.Context, cfg GatewayConfig, log *slog.Logger) error {
-	stopGC, err := startGC(cfg.Process, gatewayGCPercent)
-	if err != nil {
-		return err
-	}
-	defer stopGC()
 	if cfg.Redis.Addr == "" {
 		return errors.New("gateway: a Redis address is required (-redis)")
 	}
@@ -73,13 +66,13 @@ func RunGateway(ctx context.Context, cfg GatewayConfig, log *slog.Logger) error 
 	return serveGateway(ctx, cfg, directory.NewRedis(rdb, cfg.Redis.prefix()), log)
 }
 
-// gatewayGCPercent is a gateway process's GOGC unless the environment sets
+// GatewayGOGC is a gateway process's GOGC unless the environment sets
 // one. A gateway's heap is mostly the long-lived state of its connections
 // and it allocates little per frame, so collecting at half the usual
 // growth costs little CPU and holds each connection in ~2 KB less memory
 // (README, Performance); -gc-floor-mib keeps a small heap from collecting
 // too often.
-const gatewayGCPercent = 50
+const GatewayGOGC = 50
 
 func serveGateway(ctx context.Context, cfg GatewayConfig, dir directory.Directory, log *slog.Logger) error {
 	log = discard(log).With("role", "gateway")

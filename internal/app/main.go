@@ -17,22 +17,25 @@ var secretFlags = map[string]bool{"secret": true, "push-token": true, "jwt-secre
 
 // Main is a gatewire program: it registers the program's flags with
 // register, parses the command line and the GATEWIRE_ environment, logs
-// the effective configuration without secrets and calls run until SIGINT
-// or SIGTERM. It exits with status 1 and the error on stderr if run fails.
-func Main(name string, register func(*flag.FlagSet), run func(context.Context, *slog.Logger) error) {
+// the effective configuration without secrets, applies the GC settings
+// (GOGC is gogc unless the environment sets it; GCFlags) and calls run
+// until SIGINT or SIGTERM. It exits with status 1 and the error on stderr
+// if run fails.
+func Main(name string, gogc int, register func(*flag.FlagSet), run func(context.Context, *slog.Logger) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := mainErr(ctx, name, os.Args[1:], register, run); err != nil {
+	if err := mainErr(ctx, name, gogc, os.Args[1:], register, run); err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		stop()
 		os.Exit(1)
 	}
 }
 
-func mainErr(ctx context.Context, name string, args []string, register func(*flag.FlagSet), run func(context.Context, *slog.Logger) error) error {
+func mainErr(ctx context.Context, name string, gogc int, args []string, register func(*flag.FlagSet), run func(context.Context, *slog.Logger) error) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	register(fs)
 	logger := LogFlags(fs)
+	startGC := GCFlags(fs)
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
 		if err == flag.ErrHelp {
 			return nil
@@ -43,6 +46,11 @@ func mainErr(ctx context.Context, name string, args []string, register func(*fla
 	if err != nil {
 		return err
 	}
+	stopGC, err := startGC(gogc)
+	if err != nil {
+		return err
+	}
+	defer stopGC()
 	log.Info("starting", append([]any{"program", name}, effectiveConfig(fs)...)...)
 	return run(ctx, log)
 }

@@ -23,8 +23,6 @@ type RegisterConfig struct {
 	Secret string
 	// Metrics says where /metrics, /healthz and (opt-in) pprof are served.
 	Metrics MetricsConfig
-	// Process holds the Go runtime settings of the process.
-	Process ProcessConfig
 	// Redis holds the lease table and the directory.
 	Redis RedisConfig
 	// Lease is a gateway's lease; zero means 5s.
@@ -35,11 +33,6 @@ type RegisterConfig struct {
 
 // RunRegister runs a register backed by Redis until ctx ends.
 func RunRegister(ctx context.Context, cfg RegisterConfig, log *slog.Logger) error {
-	stopGC, err := startGC(cfg.Process, 100)
-	if err != nil {
-		return err
-	}
-	defer stopGC()
 	if cfg.Secret == "" {
 		return errors.New("register: a shared secret is required (-secret)")
 	}

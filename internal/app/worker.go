@@ -34,8 +34,6 @@ type WorkerConfig struct {
 	Secret string
 	// Metrics says where /metrics, /healthz and (opt-in) pprof are served.
 	Metrics MetricsConfig
-	// Process holds the Go runtime settings of the process.
-	Process ProcessConfig
 	// TLS is the inner links' optional mutual TLS.
 	TLS TLSConfig
 	// Redis holds the directory (RunWorker only).
@@ -141,11 +139,6 @@ func (cfg WorkerConfig) deskWeb(st store.Store, log *slog.Logger) (*web.DeskConf
 // RunWorker runs a chat worker reading the Redis directory and keeping
 // messages in cfg.Store until ctx ends.
 func RunWorker(ctx context.Context, cfg WorkerConfig, log *slog.Logger) error {
-	stopGC, err := startGC(cfg.Process, 100)
-	if err != nil {
-		return err
-	}
-	defer stopGC()
 	if cfg.Redis.Addr == "" {
 		return errors.New("worker: a Redis address is required (-redis)")
 	}
