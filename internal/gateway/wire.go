@@ -120,7 +120,7 @@ func (w *wire) Read(p []byte) (int, error) {
 // the socket before it parks, so whatever came since is not missed, and a
 // message of one segment costs one read, not a read and an empty one.
 func (w *wire) readSocket(p []byte) (int, error) {
-	if w.raw != nil && w.frames.resting() && !w.blocking.Load() {
+	if w.mayIdle() {
 		if w.drained {
 			w.drained = false
 			return 0, errIdle
@@ -133,6 +133,12 @@ func (w *wire) readSocket(p []byte) (int, error) {
 	return w.Conn.Read(p)
 }
 
+// mayIdle reports whether a read may answer errIdle instead of waiting:
+// the wire is a socket, the stream rests and no close handshake waits.
+func (w *wire) mayIdle() bool {
+	return w.raw != nil && w.frames.resting() && !w.blocking.Load()
+}
+
 // idleNow reports whether the library's next read would get errIdle
 // without a system call — the stream rests, the last read at rest drained
 // the socket and nothing waits in the wire or the library's buffer — and
@@ -142,8 +148,9 @@ func (w *wire) readSocket(p []byte) (int, error) {
 func (w *wire) idleNow() bool {
 	w.idleMu.Lock()
 	defer w.idleMu.Unlock()
-	if w.blocking.Load() || w.raw == nil || w.br == nil || !w.drained || len(w.ahead) > 0 ||
-		w.br.Buffered() > 0 || !w.frames.resting() {
+	// blocking first: once it is set, the close handshake may be reading
+	// on another goroutine, and nothing else here may be looked at.
+	if w.blocking.Load() || !w.drained || len(w.ahead) > 0 || w.br == nil || w.br.Buffered() > 0 || !w.mayIdle() {
 		return false
 	}
 	w.drained = false
