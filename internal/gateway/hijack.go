@@ -15,8 +15,9 @@ const connBufferSize = 512
 
 // hijacker is a ResponseWriter whose Hijack returns the connection as a
 // wire that writes by rule, which it keeps for the gateway, with buffers
-// over the wire in place of the server's. (The library reads through the
-// net.Conn, not the reader of the bufio.Reader it is given.)
+// over the wire in place of the server's. (The library keeps the
+// bufio.Reader it is given but resets it to read the net.Conn; the wire
+// keeps it too, to see what it holds: wire.idleNow.)
 type hijacker struct {
 	http.ResponseWriter
 	rule *writeRule
