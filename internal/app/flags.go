@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/gatewire/gatewire/internal/chat"
 	"github.com/gatewire/gatewire/internal/gateway"
 )
 
@@ -131,6 +132,7 @@ func workerChatFlags(fs *flag.FlagSet, cfg *WorkerConfig, defaultPushAddr, defau
 	fs.StringVar(&cfg.PushTLSCert, "push-tls-cert", "", "PEM certificate to serve the Push API over TLS (with -push-tls-key)")
 	fs.StringVar(&cfg.PushTLSKey, "push-tls-key", "", "PEM private key of -push-tls-cert")
 	fs.StringVar(&cfg.WebSocketURL, "ws-url", "", "WebSocket URL the chat page connects to (default: the page's own host)")
+	fs.DurationVar(&cfg.SaveLinger, "save-linger", chat.DefaultSaveLinger, "under steady traffic, how long a say's write waits for others to share its database commit: longer costs the database less per say and each say more latency (0: no wait)")
 	fs.IntVar(&cfg.AgentCap, "agent-cap", 5, "open conversations the desk assigns one agent at most; more wait in the queue (0: no cap)")
 	fs.DurationVar(&cfg.PresenceGrace, "presence-grace", 30e9, "how long an agent may be without any connection before the desk sets them offline")
 	fs.Var(listFlag{&cfg.DeskOrigins}, "desk-origins", "sites (host patterns, comma-separated) that may embed the desk's widget; they also need the gateways' -origins (all-in-one default: -origins)")

@@ -69,6 +69,9 @@ type WorkerConfig struct {
 	// AgentCap caps the open conversations the desk assigns one agent
 	// (zero or negative: no cap).
 	AgentCap int
+	// SaveLinger is chat.Config.SaveLinger: how long, under steady
+	// traffic, a say's write waits for others to share its commit.
+	SaveLinger time.Duration
 	// PresenceGrace is how long an agent may be without any connection
 	// before the desk sets them offline.
 	PresenceGrace time.Duration
@@ -272,7 +275,7 @@ func serveWorker(ctx context.Context, cfg WorkerConfig, dir directory.Directory,
 	}
 	dk := desk.New(desk.Config{MaxOpen: agentCap, Grace: cfg.PresenceGrace, Images: images}, w.API(), st, log)
 	defer dk.Close() // after the chat's Close
-	h := chat.New(chat.Config{Tokens: tokens, InsecureBind: cfg.InsecureBind, Extension: dk}, w.API(), st, log)
+	h := chat.New(chat.Config{Tokens: tokens, InsecureBind: cfg.InsecureBind, SaveLinger: cfg.SaveLinger, Extension: dk}, w.API(), st, log)
 	defer h.Close() // after w.Run returned: no event is in flight
 	reg, err := register.NewClient(cfg.Registers, log, dial...)
 	if err != nil {

@@ -12,10 +12,14 @@ import (
 // message that is already waiting (up to MaxBatch) and stores them in one
 // SaveMessages call; messages queue during a write and go out together in
 // the next. With a linger, while traffic is steady (the previous batch began
-// less than one linger before this one), the writer also collects for up to
-// the linger after a batch's first message, so that a moderate rate, whose
-// commits would each carry a message or two, shares fewer commits; a lone
-// message after a quiet spell is written at once.
+// less than one linger before this one), the writer also collects until
+// the batch's first message has waited the linger, so that a moderate
+// rate, whose commits would each carry a message or two, shares fewer
+// commits; a lone message after a quiet spell is written at once. The
+// linger counts from the first message's arrival, not from when the writer
+// takes it: the next batch forms while the previous one is written, and no
+// message waits more than the linger plus one write for its own write to
+// begin.
 type Batcher struct {
 	store  Store
 	max    int
@@ -28,9 +32,10 @@ type Batcher struct {
 }
 
 type saveReq struct {
-	ctx context.Context
-	msg NewMessage
-	res chan saveRes
+	ctx     context.Context
+	msg     NewMessage
+	res     chan saveRes
+	arrived time.Time
 }
 
 type saveRes struct {
@@ -59,7 +64,7 @@ func (b *Batcher) Save(ctx context.Context, msg NewMessage) (Saved, error) {
 	if err := checkNewMessage(msg); err != nil {
 		return Saved{}, err
 	}
-	r := &saveReq{ctx: ctx, msg: msg, res: make(chan saveRes, 1)}
+	r := &saveReq{ctx: ctx, msg: msg, res: make(chan saveRes, 1), arrived: time.Now()}
 	select {
 	case <-b.stop:
 		return Saved{}, ErrClosed
@@ -133,10 +138,15 @@ func (b *Batcher) run() {
 	}
 }
 
-// collect adds to batch what arrives within the linger, until it is full
-// or the Batcher stops (the stop is then handled by run).
+// collect adds to batch what arrives until its first message has waited
+// the linger, until it is full or the Batcher stops (the stop is then
+// handled by run).
 func (b *Batcher) collect(batch []*saveReq, linger *time.Timer) []*saveReq {
-	linger.Reset(b.linger)
+	wait := time.Until(batch[0].arrived.Add(b.linger))
+	if wait <= 0 {
+		return batch
+	}
+	linger.Reset(wait)
 	for len(batch) < b.max {
 		select {
 		case r := <-b.reqs:

@@ -135,6 +135,57 @@ func TestBatcherLinger(t *testing.T) {
 	}
 }
 
+// gatedStore holds the write of a batch whose first message is gated
+// until release is closed, after telling writing that it began.
+type gatedStore struct {
+	Store
+	gated   string
+	writing chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedStore) SaveMessages(ctx context.Context, msgs []NewMessage) ([]Saved, error) {
+	if msgs[0].Text == g.gated {
+		close(g.writing)
+		<-g.release
+	}
+	return g.Store.SaveMessages(ctx, msgs)
+}
+
+// TestBatcherLingerFromArrival: a message that arrives while the previous
+// batch is written waits the linger from its arrival, not from when the
+// writer gets to it, so the next batch forms during the write.
+func TestBatcherLingerFromArrival(t *testing.T) {
+	st := openSQLiteT(t, filepath.Join(t.TempDir(), "a.db"))
+	gs := &gatedStore{Store: st, gated: "lone", writing: make(chan struct{}), release: make(chan struct{})}
+	const linger = 2 * time.Second
+	b := NewBatcher(gs, 0, linger)
+	defer b.Close()
+	save := func(text string) error {
+		_, err := b.Save(t.Context(), NewMessage{From: "a", To: "b", Text: text, Kind: KindText})
+		return err
+	}
+	lone := make(chan error, 1)
+	go func() { lone <- save("lone") }() // quiet: written at once, held
+	<-gs.writing
+	start := time.Now()
+	next := make(chan error, 1)
+	go func() { next <- save("next") }() // arrives during the write
+	time.Sleep(linger / 2)
+	close(gs.release)
+	if err := <-lone; err != nil {
+		t.Fatal(err)
+	}
+	// Taken half a linger after it arrived, within a linger of the previous
+	// batch (steady): it waits out the rest of its linger, not a whole one.
+	if err := <-next; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d >= linger+linger/4 {
+		t.Errorf("a message that arrived during a write was written %v after it arrived: want its linger (%v) counted from its arrival", d, linger)
+	}
+}
+
 // TestMarker: marks are written in batches, pending until written, and
 // Close writes what is queued.
 func TestMarker(t *testing.T) {
