@@ -179,7 +179,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, log *slog.Logger) error {
 	if cfg.DirectoryCache > 0 {
 		cache := directory.NewCache(dir, cfg.DirectoryCache)
 		g.Go(func() error {
-			redisDir.Watch(gctx, cache)
+			redisDir.Watch(gctx, cache, discard(log))
 			return nil
 		})
 		dir = cache

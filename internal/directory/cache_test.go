@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -198,7 +199,7 @@ func TestRedisWatch(t *testing.T) {
 	writer := NewRedis(newRedisClient(t, addr), prefix)
 	reader := NewRedis(newRedisClient(t, addr, "watch-reader"), prefix)
 	c := NewCache(reader, time.Hour)
-	watch(t, reader, c)
+	logs := watch(t, reader, c)
 	a1, b1 := cid(gwA, 1), cid(gwB, 1)
 
 	wantIDs(t, c, "alice")
@@ -221,6 +222,43 @@ func TestRedisWatch(t *testing.T) {
 	waitFollowing(t, c, true)
 	mustUnbind(t, writer, a1, "alice")
 	eventuallyIDs(t, c, "alice")
+
+	// The operator hears of the loss once, and of the return.
+	logs.eventually(t, "level=WARN msg=\"directory change feed lost; every lookup reads Redis until it is back\"")
+	logs.eventually(t, "level=INFO msg=\"directory change feed restored; lookups are answered from memory again\"")
+	if n := strings.Count(logs.String(), "directory change feed lost"); n != 1 {
+		t.Errorf("the loss was logged %d times, want once:\n%s", n, logs)
+	}
+}
+
+// logLines collects a logger's text output.
+type logLines struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// eventually waits until the output holds want.
+func (l *logLines) eventually(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(l.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %s in:\n%s", want, l)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // killPubSub kills, through client, the pub/sub connections named name.
@@ -247,12 +285,15 @@ func killPubSub(t *testing.T, client redis.UniversalClient, name string) {
 	}
 }
 
-// watch runs r.Watch for c until the test ends, and waits until c follows.
-func watch(t *testing.T, r *Redis, c *Cache) {
+// watch runs r.Watch for c until the test ends, waits until c follows,
+// and returns what Watch logs.
+func watch(t *testing.T, r *Redis, c *Cache) *logLines {
 	t.Helper()
+	logs := &logLines{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { r.Watch(ctx, c) })
+	wg.Go(func() { r.Watch(ctx, c, log) })
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
@@ -261,6 +302,7 @@ func watch(t *testing.T, r *Redis, c *Cache) {
 		}
 	})
 	waitFollowing(t, c, true)
+	return logs
 }
 
 func (c *Cache) isFollowing() bool {

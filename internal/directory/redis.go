@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -490,13 +491,32 @@ func (r *Redis) announce(ctx context.Context, uids []string) error {
 // From the moment the subscription fails, or stays silent for
 // watchSilence (it pings every watchPing), until it is confirmed again,
 // c reads through. Watch returns when ctx ends, with c reading through.
-func (r *Redis) Watch(ctx context.Context, c *Cache) {
+// The loss of a subscription that was following is logged to log as a
+// warning, its return as information; failed retries in between only at
+// debug level, so a Redis that stays down does not flood the log.
+func (r *Redis) Watch(ctx context.Context, c *Cache, log *slog.Logger) {
 	defer c.Follow(false)
+	lost := false
 	for {
 		ps := r.client.Subscribe(ctx, r.changesChannel())
-		follow(ctx, ps, c)
+		followed, err := follow(ctx, ps, c, func() {
+			if lost {
+				log.Info("directory change feed restored; lookups are answered from memory again")
+				lost = false
+			}
+		})
 		_ = ps.Close()
 		c.Follow(false)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case followed:
+			log.Warn("directory change feed lost; every lookup reads Redis until it is back", "err", err, "retry_in", watchRetry)
+			lost = true
+		default:
+			log.Debug("directory change feed not subscribed", "err", err, "retry_in", watchRetry)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -505,26 +525,41 @@ func (r *Redis) Watch(ctx context.Context, c *Cache) {
 	}
 }
 
+// errSilent ends a subscription that heard nothing, not even a ping's
+// answer, for watchSilence.
+var errSilent = errors.New("the subscription fell silent")
+
 // follow passes what subscription ps hears on to c until it fails or falls
-// silent, or ctx ends.
-func follow(ctx context.Context, ps *redis.PubSub, c *Cache) {
+// silent, or ctx ends. It calls confirmed each time the subscription is
+// confirmed, and reports whether c followed it and why it ended.
+func follow(ctx context.Context, ps *redis.PubSub, c *Cache, confirmed func()) (followed bool, err error) {
 	heard := time.Now()
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, watchPing)
 		if err != nil {
 			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() || ctx.Err() != nil || time.Since(heard) >= watchSilence {
-				return
+			switch {
+			case ctx.Err() != nil:
+				return followed, ctx.Err()
+			case !errors.As(err, &ne) || !ne.Timeout():
+				return followed, err
+			case time.Since(heard) >= watchSilence:
+				return followed, errSilent
 			}
-			if ps.Ping(ctx) != nil {
-				return
+			if err := ps.Ping(ctx); err != nil {
+				return followed, err
 			}
 			continue
 		}
 		heard = time.Now()
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			c.Follow(m.Kind == "subscribe")
+			on := m.Kind == "subscribe"
+			c.Follow(on)
+			if on {
+				followed = true
+				confirmed()
+			}
 		case *redis.Message:
 			c.Forget(m.Payload)
 		}
