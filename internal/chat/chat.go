@@ -49,7 +49,7 @@ type Config struct {
 	// before a retry of its say, finding no record of its delivery, may
 	// deliver it; zero (or negative) means 2s. Until then the first say
 	// may still be delivering it, or may have delivered it with the record
-	// still on its way (deliveries are recorded in batches, ~10 ms late),
+	// still on its way (deliveries are recorded in batches, ~50 ms late),
 	// so a younger retry only gets the save, with is_read 0 unless the
 	// delivery is known. Without it a sender that reconnects to another
 	// worker and resends at once could make the peer get the text twice.

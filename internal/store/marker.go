@@ -16,13 +16,17 @@ const maxMarks = 512
 // markLinger is how long a Marker collects ids after the first before it
 // writes them. Nobody waits for a mark (Pending covers it meanwhile), so
 // waiting costs no latency and makes a write carry more ids: one statement
-// and commit per ~10 ms of deliveries, not per few messages.
-const markLinger = 10 * time.Millisecond
+// and commit per ~50 ms of deliveries, not per few messages. A commit
+// costs PostgreSQL several times a row (scripts/pgcost.sh); at 2,200 say/s
+// over two workers, 50 ms made 38 mark commits a second of what were 139
+// at 10 ms. It must stay far below chat's RetrySettle (2 s), which assumes
+// a delivery is recorded by then.
+const markLinger = 50 * time.Millisecond
 
 // Marker records deliveries in the background: Mark queues a message id and
 // returns, and one goroutine writes whatever is queued with one
 // MarkDelivered call, so a busy chat costs one round trip per batch, not
-// per message; it collects for up to 10ms after the first id of a batch. A
+// per message; it collects for up to 50ms after the first id of a batch. A
 // mark lost to a crash only lets a later retry of that message deliver it
 // again (with the same msg_id).
 type Marker struct {
