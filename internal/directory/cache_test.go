@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -224,10 +225,37 @@ func TestRedisWatch(t *testing.T) {
 	eventuallyIDs(t, c, "alice")
 
 	// The operator hears of the loss once, and of the return.
-	logs.eventually(t, "level=WARN msg=\"directory change feed lost; every lookup reads Redis until it is back\"")
+	logs.eventually(t, "level=WARN msg=\"directory change feed down; every lookup reads Redis until it is back\"")
 	logs.eventually(t, "level=INFO msg=\"directory change feed restored; lookups are answered from memory again\"")
-	if n := strings.Count(logs.String(), "directory change feed lost"); n != 1 {
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
 		t.Errorf("the loss was logged %d times, want once:\n%s", n, logs)
+	}
+}
+
+// TestRedisWatchDown: a feed whose Redis refuses every connection is
+// logged down once, its retries at debug level, and the Cache reads
+// through.
+func TestRedisWatchDown(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nobody listens there now
+	r := NewRedis(newRedisClient(t, addr), testPrefix(t))
+	c := NewCache(r, time.Hour)
+	logs, log := newLogLines()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { r.Watch(ctx, c, log) })
+	logs.eventually(t, `level=DEBUG msg="directory change feed still down"`)
+	if c.isFollowing() {
+		t.Error("the Cache follows a feed that never subscribed")
+	}
+	cancel()
+	wg.Wait()
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("%d warnings, want one:\n%s", n, logs)
 	}
 }
 
@@ -247,6 +275,12 @@ func (l *logLines) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// newLogLines returns a logger at debug level and what it writes.
+func newLogLines() (*logLines, *slog.Logger) {
+	l := &logLines{}
+	return l, slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // eventually waits until the output holds want.
@@ -289,8 +323,7 @@ func killPubSub(t *testing.T, client redis.UniversalClient, name string) {
 // and returns what Watch logs.
 func watch(t *testing.T, r *Redis, c *Cache) *logLines {
 	t.Helper()
-	logs := &logLines{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logs, log := newLogLines()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { r.Watch(ctx, c, log) })

@@ -491,18 +491,19 @@ func (r *Redis) announce(ctx context.Context, uids []string) error {
 // From the moment the subscription fails, or stays silent for
 // watchSilence (it pings every watchPing), until it is confirmed again,
 // c reads through. Watch returns when ctx ends, with c reading through.
-// The loss of a subscription that was following is logged to log as a
-// warning, its return as information; failed retries in between only at
-// debug level, so a Redis that stays down does not flood the log.
+// When the feed goes down (a subscription lost, or the first one refused)
+// it logs a warning to log, and when it is back an information line;
+// attempts that fail in between are logged at debug level only, so a
+// Redis that stays down does not flood the log.
 func (r *Redis) Watch(ctx context.Context, c *Cache, log *slog.Logger) {
 	defer c.Follow(false)
-	lost := false
+	down := false
 	for {
 		ps := r.client.Subscribe(ctx, r.changesChannel())
-		followed, err := follow(ctx, ps, c, func() {
-			if lost {
+		err := follow(ctx, ps, c, func() {
+			if down {
 				log.Info("directory change feed restored; lookups are answered from memory again")
-				lost = false
+				down = false
 			}
 		})
 		_ = ps.Close()
@@ -510,12 +511,11 @@ func (r *Redis) Watch(ctx context.Context, c *Cache, log *slog.Logger) {
 		if ctx.Err() != nil {
 			return
 		}
-		switch {
-		case followed:
-			log.Warn("directory change feed lost; every lookup reads Redis until it is back", "err", err, "retry_in", watchRetry)
-			lost = true
-		default:
-			log.Debug("directory change feed not subscribed", "err", err, "retry_in", watchRetry)
+		if !down {
+			log.Warn("directory change feed down; every lookup reads Redis until it is back", "err", err, "retry_in", watchRetry)
+			down = true
+		} else {
+			log.Debug("directory change feed still down", "err", err, "retry_in", watchRetry)
 		}
 		select {
 		case <-ctx.Done():
@@ -530,9 +530,9 @@ func (r *Redis) Watch(ctx context.Context, c *Cache, log *slog.Logger) {
 var errSilent = errors.New("the subscription fell silent")
 
 // follow passes what subscription ps hears on to c until it fails or falls
-// silent, or ctx ends. It calls confirmed each time the subscription is
-// confirmed, and reports whether c followed it and why it ended.
-func follow(ctx context.Context, ps *redis.PubSub, c *Cache, confirmed func()) (followed bool, err error) {
+// silent, or ctx ends, and says why it ended. It calls confirmed each time
+// the subscription is confirmed.
+func follow(ctx context.Context, ps *redis.PubSub, c *Cache, confirmed func()) error {
 	heard := time.Now()
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, watchPing)
@@ -540,14 +540,14 @@ func follow(ctx context.Context, ps *redis.PubSub, c *Cache, confirmed func()) (
 			var ne net.Error
 			switch {
 			case ctx.Err() != nil:
-				return followed, ctx.Err()
+				return ctx.Err()
 			case !errors.As(err, &ne) || !ne.Timeout():
-				return followed, err
+				return err
 			case time.Since(heard) >= watchSilence:
-				return followed, errSilent
+				return errSilent
 			}
 			if err := ps.Ping(ctx); err != nil {
-				return followed, err
+				return err
 			}
 			continue
 		}
@@ -557,7 +557,6 @@ func follow(ctx context.Context, ps *redis.PubSub, c *Cache, confirmed func()) (
 			on := m.Kind == "subscribe"
 			c.Follow(on)
 			if on {
-				followed = true
 				confirmed()
 			}
 		case *redis.Message:
