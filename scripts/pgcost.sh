@@ -41,7 +41,14 @@ as_pg() {
 }
 [ "$(id -u)" != 0 ] || chown postgres: "$tmp"
 
-port=$((20000 + RANDOM % 12000))
+for tool in initdb postgres pg_isready psql pgbench; do
+	[ -x "$pg_bin/$tool" ] || { echo "no $pg_bin/$tool (set PG_BIN)" >&2; exit 1; }
+done
+# A free loopback port below the ephemeral range.
+for _ in $(seq 1 100); do
+	port=$((20000 + RANDOM % 12000))
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+done
 as_pg "$pg_bin/initdb" -D "$tmp/data" -U postgres -A trust -E UTF8 --no-locale >"$tmp/initdb.log" 2>&1 ||
 	{ cat "$tmp/initdb.log" >&2; exit 1; }
 as_pg "$pg_bin/postgres" -D "$tmp/data" -p "$port" -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
@@ -50,7 +57,8 @@ for _ in $(seq 1 100); do
 	"$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 1 && break
 	sleep 0.1
 done
-pm=$(head -n 1 "$tmp/data/postmaster.pid")
+pm=$(head -n 1 "$tmp/data/postmaster.pid" 2>/dev/null || true)
+[ -n "$pm" ] || { echo "PostgreSQL did not start:" >&2; cat "$tmp/postgres.log" >&2; exit 1; }
 psql=("$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -v ON_ERROR_STOP=1 -q)
 "${psql[@]}" -c "CREATE DATABASE pgcost"
 for f in "$root"/internal/store/migrations/postgres/*.sql; do
