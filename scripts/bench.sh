@@ -26,6 +26,9 @@
 #              pauses under load
 # then, each on a fresh cluster of 1, 2 and 4 gateways (BENCH_SCALE_GATEWAYS):
 #   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say
+# then, on a fresh cluster of 2 gateways whose workers run -save-linger 0:
+#   chat       open loop at BENCH_RATE say/s (chat-open-nolinger): the
+#              latency end of the CPU/latency trade
 # and host once more (host-end), with every cluster stopped.
 #
 # Settings (environment): BENCH_DIR (state: binaries, logs, PostgreSQL data;
@@ -459,6 +462,15 @@ for g in $scale_gateways; do
 	bench "scale-$g" chat -mode open -rate "$scale_rate" -ws "$(join "${ws_urls[@]}")" -pairs "$scale_pairs" \
 		-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" -tag "gateways=$g"
 done
+# chat-open-nolinger: the open loop once more, on a fresh cluster whose
+# workers do not linger (-save-linger 0): the latency end of the trade the
+# default makes (README, Performance).
+cluster_down
+server_env+=("GATEWIRE_SAVE_LINGER=0")
+cluster_up 2
+bench chat-open-nolinger chat -mode open -rate "$rate" -ws "$(join "${ws_urls[@]}")" -pairs "$open_pairs" \
+	-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" \
+	-tag "save_linger=0"
 cluster_down
 bench host-end host -duration "$host_duration"
 echo "== done; results appended to $results"
