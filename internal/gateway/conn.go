@@ -556,6 +556,18 @@ func (c *conn) rebind(ctx context.Context) (bool, error) {
 	return true, errors.Join(errs...)
 }
 
+// closeConcurrency is how many ended connections clean up at once: remove
+// their directory entries and report their close. When thousands leave
+// together (a network blip, a load balancer's restart), the rest wait on
+// one channel send each instead of all waiting inside the Redis client's
+// pool, whose wait is a three-way select. Every waiting goroutine holds a
+// runtime sudog per case, the runtime keeps the freed ones in a list, and
+// the next garbage collection walks that list with the world stopped:
+// 5,000 connections leaving at once cost the gateways of the benchmark a
+// 1.0-1.3 ms pause, where 0.1 ms is usual. The Redis client's pool holds
+// 10 connections per CPU, so more at once would only wait there.
+const closeConcurrency = 16
+
 // finish runs once when the connection has ended: it forgets the
 // connection, removes its directory entry and reports the close to a worker.
 func (c *conn) finish(err error) {
@@ -566,6 +578,8 @@ func (c *conn) finish(err error) {
 		delete(g.conns, c.id)
 		g.connsMu.Unlock()
 
+		g.cleanups <- struct{}{}
+		defer func() { <-g.cleanups }()
 		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.DirectoryTimeout)
 		defer cancel()
 		c.mu.Lock()

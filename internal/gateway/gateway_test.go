@@ -1,12 +1,15 @@
 package gateway_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gatewire/gatewire/internal/clientid"
+	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/gateway"
 	"github.com/gatewire/gatewire/internal/worker"
 )
@@ -397,5 +401,56 @@ func TestLargeFanOut(t *testing.T) {
 		if len(got) != 2 || got[0].data != "listed" || got[1].data != "all" {
 			t.Fatalf("client %d got %v, want listed then all", i, got)
 		}
+	}
+}
+
+// slowUnbinds passes a directory through, with each Unbind taking a while,
+// and counts the most Unbinds under way at once.
+type slowUnbinds struct {
+	directory.Directory
+	now, most atomic.Int64
+}
+
+func (s *slowUnbinds) Unbind(ctx context.Context, clientID, uid string) error {
+	n := s.now.Add(1)
+	for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
+	}
+	time.Sleep(5 * time.Millisecond)
+	s.now.Add(-1)
+	return s.Directory.Unbind(ctx, clientID, uid)
+}
+
+// TestCloseBurst: when many bound clients leave at once, the gateway cleans
+// up after at most CloseConcurrency of them at a time, and after every one:
+// each is unbound and each close reaches the worker.
+func TestCloseBurst(t *testing.T) {
+	c := newCluster(t)
+	dir := &slowUnbinds{Directory: c.dir}
+	g := c.startGatewayOn(gateway.Config{}, dir)
+	w := c.startWorker(g)
+	api := w.w.API()
+	const n = 4 * gateway.CloseConcurrency
+	clients := make([]*client, n)
+	ids := make([]string, n)
+	for i := range clients {
+		clients[i] = c.dial(g, true)
+	}
+	for i, cl := range clients {
+		ids[i], _ = c.idOf(cl, w)
+		if err := api.BindUID(testCtx(t), ids[i], "burst"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cl := range clients {
+		_ = cl.ws.CloseNow()
+	}
+	for _, id := range ids {
+		eventually(t, "OnClose of "+id, func() bool { return w.rec.has(id, evClose) })
+	}
+	if entries, err := c.dir.GatewayEntries(testCtx(t), g.gw.ID()); err != nil || len(entries) != 0 {
+		t.Errorf("entries after every client left = %v, %v; want none", entries, err)
+	}
+	if most := dir.most.Load(); most > gateway.CloseConcurrency || most < 2 {
+		t.Errorf("%d unbinds at once at most; want between 2 and %d", most, gateway.CloseConcurrency)
 	}
 }

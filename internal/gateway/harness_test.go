@@ -380,7 +380,14 @@ func (c *cluster) shutdown() {
 // startGateway starts a gateway with cfg on the cluster's directory.
 func (c *cluster) startGateway(cfg gateway.Config) *gatewayServer {
 	c.t.Helper()
-	g := serveTestGateway(c.t, cfg, c.dir)
+	return c.startGatewayOn(cfg, c.dir)
+}
+
+// startGatewayOn starts a gateway with cfg on dir, which should pass the
+// cluster's directory through.
+func (c *cluster) startGatewayOn(cfg gateway.Config, dir directory.Directory) *gatewayServer {
+	c.t.Helper()
+	g := serveTestGateway(c.t, cfg, dir)
 	c.mu.Lock()
 	c.gateways = append(c.gateways, g)
 	c.mu.Unlock()
