@@ -382,14 +382,7 @@ func TestLargeFanOut(t *testing.T) {
 	w := c.startWorker(g)
 	api := w.w.API()
 	const n = 600 // over two of the gateway's fan-out shares
-	clients := make([]*client, n)
-	ids := make([]string, n)
-	for i := range clients {
-		clients[i] = c.dial(g, true)
-	}
-	for i, cl := range clients {
-		ids[i], _ = c.idOf(cl, w)
-	}
+	clients, ids := c.dialMany(g, w, n)
 	if got, err := api.SendToAll(testCtx(t), []byte("listed"), false, ids, nil); err != nil || got != n {
 		t.Fatalf("SendToAll to %d listed clients: %d, %v", n, got, err)
 	}
@@ -429,15 +422,9 @@ func TestCloseBurst(t *testing.T) {
 	g := c.startGatewayOn(gateway.Config{}, dir)
 	w := c.startWorker(g)
 	api := w.w.API()
-	const n = 4 * gateway.CloseConcurrency
-	clients := make([]*client, n)
-	ids := make([]string, n)
-	for i := range clients {
-		clients[i] = c.dial(g, true)
-	}
-	for i, cl := range clients {
-		ids[i], _ = c.idOf(cl, w)
-		if err := api.BindUID(testCtx(t), ids[i], "burst"+strconv.Itoa(i)); err != nil {
+	clients, ids := c.dialMany(g, w, 4*gateway.CloseConcurrency)
+	for i, id := range ids {
+		if err := api.BindUID(testCtx(t), id, "burst"+strconv.Itoa(i)); err != nil {
 			t.Fatal(err)
 		}
 	}

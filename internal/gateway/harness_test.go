@@ -458,6 +458,21 @@ func (c *cluster) dial(g *gatewayServer, read bool) *client {
 	return cl
 }
 
+// dialMany connects n reading clients to g and returns them with their
+// client_ids, as w saw them connect.
+func (c *cluster) dialMany(g *gatewayServer, w *workerRun, n int) ([]*client, []string) {
+	c.t.Helper()
+	clients := make([]*client, n)
+	ids := make([]string, n)
+	for i := range clients {
+		clients[i] = c.dial(g, true)
+	}
+	for i, cl := range clients {
+		ids[i], _ = c.idOf(cl, w)
+	}
+	return clients, ids
+}
+
 // tryDial connects a client to g and returns the handshake's error.
 func (c *cluster) tryDial(g *gatewayServer) (*client, error) {
 	cl := &client{tag: "c" + strconv.FormatInt(c.tags.Add(1), 10)}
