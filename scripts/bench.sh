@@ -51,6 +51,8 @@
 # failure or Ctrl-C; the PostgreSQL data directory is removed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 dir=${BENCH_DIR:-/tmp/gatewire-bench}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 smoke=${SMOKE:-0}
@@ -219,24 +221,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---- ports: free loopback ports below the ephemeral range (32768+), which
-# the benchmark's client connections use.
-used_ports=" "
-free_port() {
-	local p
-	for _ in $(seq 1 1000); do
-		p=$((20000 + RANDOM % 12000))
-		case $used_ports in *" $p "*) continue ;; esac
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			used_ports+="$p "
-			echo "$p"
-			return 0
-		fi
-	done
-	echo "no free port found" >&2
-	return 1
-}
-
 wait_port() { # port name
 	for _ in $(seq 1 200); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
@@ -248,10 +232,6 @@ wait_port() { # port name
 	echo "$2 does not listen on 127.0.0.1:$1; its log:" >&2
 	tail -n 30 "$(log_of "$2")" >&2 || true
 	return 1
-}
-
-as_pg() {
-	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
 # ---- build
@@ -305,27 +285,9 @@ start redis redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appen
 wait_port "$redis_port" redis
 export GATEWIRE_REDIS=127.0.0.1:$redis_port
 
-if [ ! -x "$pg_bin/initdb" ]; then
-	echo "no PostgreSQL server binaries in $pg_bin (set PG_BIN)" >&2
-	exit 1
-fi
 pg_port=$(free_port)
-pg_tmp=$(mktemp -d "$dir/pg.XXXXXX")
-chmod 755 "$pg_tmp"
-[ "$(id -u)" != 0 ] || chown postgres: "$pg_tmp"
-pg_data=$pg_tmp/data
-as_pg "$pg_bin/initdb" -D "$pg_data" -U postgres -A trust -E UTF8 --no-locale >"$dir/logs/initdb.log" 2>&1 ||
-	{ echo "initdb failed; see $dir/logs/initdb.log" >&2; exit 1; }
-as_pg "$pg_bin/postgres" -D "$pg_data" -p "$pg_port" -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
-	-c max_connections=200 ${BENCH_PG_OPTS:-} >"$dir/logs/postgres.log" 2>&1 &
-pg_launcher=$!
-for _ in $(seq 1 200); do
-	"$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -t 1 && break
-	alive "$pg_launcher" || { echo "PostgreSQL exited; see $dir/logs/postgres.log" >&2; exit 1; }
-	sleep 0.1
-done
+pg_start "$(mktemp -d "$dir/pg.XXXXXX")" "$pg_port" "$dir/logs" -c max_connections=200 ${BENCH_PG_OPTS:-}
 "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres gatewire
-pg_pid=$(head -n 1 "$pg_data/postmaster.pid")
 export GATEWIRE_STORE="postgres://postgres@127.0.0.1:$pg_port/gatewire?sslmode=disable"
 
 # ---- the gatewire cluster: 1 register, G gateways, 2 workers.

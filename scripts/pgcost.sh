@@ -18,47 +18,30 @@
 # directory is removed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 rows_list=${PGCOST_ROWS:-1 2 4 8 16}
 rate=${PGCOST_RATE:-2200}
 duration=${PGCOST_DURATION:-20}
 
 tmp=$(mktemp -d /tmp/pgcost.XXXXXX)
-chmod 755 "$tmp"
-pm=""
+pg_pid=""
 cleanup() {
-	if [ -n "$pm" ] && kill -0 "$pm" 2>/dev/null; then
-		kill -INT "$pm" # fast shutdown
-		for _ in $(seq 1 100); do kill -0 "$pm" 2>/dev/null || break; sleep 0.1; done
+	if [ -n "$pg_pid" ] && kill -0 "$pg_pid" 2>/dev/null; then
+		kill -INT "$pg_pid" # fast shutdown
+		for _ in $(seq 1 100); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.1; done
 	fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-as_pg() {
-	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-[ "$(id -u)" != 0 ] || chown postgres: "$tmp"
-
-for tool in initdb postgres pg_isready psql pgbench; do
+for tool in psql pgbench; do
 	[ -x "$pg_bin/$tool" ] || { echo "no $pg_bin/$tool (set PG_BIN)" >&2; exit 1; }
 done
-# A free loopback port below the ephemeral range.
-for _ in $(seq 1 100); do
-	port=$((20000 + RANDOM % 12000))
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
-done
-as_pg "$pg_bin/initdb" -D "$tmp/data" -U postgres -A trust -E UTF8 --no-locale >"$tmp/initdb.log" 2>&1 ||
-	{ cat "$tmp/initdb.log" >&2; exit 1; }
-as_pg "$pg_bin/postgres" -D "$tmp/data" -p "$port" -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
-	>"$tmp/postgres.log" 2>&1 &
-for _ in $(seq 1 100); do
-	"$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 1 && break
-	sleep 0.1
-done
-pm=$(head -n 1 "$tmp/data/postmaster.pid" 2>/dev/null || true)
-[ -n "$pm" ] || { echo "PostgreSQL did not start:" >&2; cat "$tmp/postgres.log" >&2; exit 1; }
+port=$(free_port)
+pg_start "$tmp" "$port" "$tmp"
 psql=("$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -v ON_ERROR_STOP=1 -q)
 "${psql[@]}" -c "CREATE DATABASE pgcost"
 for f in "$root"/internal/store/migrations/postgres/*.sql; do
@@ -68,7 +51,7 @@ done
 # cpu_ticks: user + system clock ticks of the postmaster and its children.
 cpu_ticks() {
 	local t=0 pid s
-	for pid in "$pm" $(pgrep -P "$pm"); do
+	for pid in "$pg_pid" $(pgrep -P "$pg_pid"); do
 		s=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
 		t=$((t + s))
 	done
