@@ -134,9 +134,12 @@ func (w *wire) readSocket(p []byte) (int, error) {
 }
 
 // mayIdle reports whether a read may answer errIdle instead of waiting:
-// the wire is a socket, the stream rests and no close handshake waits.
+// no close handshake waits, the wire is a socket and the stream rests.
+// blocking comes first: once it is set, the close handshake may be reading
+// on another goroutine than the caller's, and the read state may not be
+// looked at (see idleNow).
 func (w *wire) mayIdle() bool {
-	return w.raw != nil && w.frames.resting() && !w.blocking.Load()
+	return !w.blocking.Load() && w.raw != nil && w.frames.resting()
 }
 
 // idleNow reports whether the library's next read would get errIdle
@@ -148,9 +151,7 @@ func (w *wire) mayIdle() bool {
 func (w *wire) idleNow() bool {
 	w.idleMu.Lock()
 	defer w.idleMu.Unlock()
-	// blocking first: once it is set, the close handshake may be reading
-	// on another goroutine, and nothing else here may be looked at.
-	if w.blocking.Load() || !w.drained || len(w.ahead) > 0 || w.br == nil || w.br.Buffered() > 0 || !w.mayIdle() {
+	if !w.mayIdle() || !w.drained || len(w.ahead) > 0 || w.br == nil || w.br.Buffered() > 0 {
 		return false
 	}
 	w.drained = false
