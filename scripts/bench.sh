@@ -6,7 +6,7 @@
 # time, the git commit and the suite's settings as tags). bench/README.md
 # explains the fields.
 #
-# Usage: scripts/bench.sh            the full suite (about 7 minutes)
+# Usage: scripts/bench.sh            the full suite (about 8 minutes)
 #        SMOKE=1 scripts/bench.sh    tiny sizes, well under a minute; results go
 #                                    to $BENCH_DIR/results-smoke.jsonl
 #        scripts/bench.sh run CMD... CMD against a cluster of $BENCH_GATEWAYS (2)
@@ -24,8 +24,10 @@
 #              open loop at BENCH_GC_RATE say/s (BENCH_GC_PAIRS pairs) runs
 #              across the 2 gateways for BENCH_GC_DURATION: the servers' GC
 #              pauses under load
-# then, each on a fresh cluster of 1, 2 and 4 gateways (BENCH_SCALE_GATEWAYS):
-#   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say
+# then, each on a fresh cluster of 1, 2 and 4 gateways (BENCH_SCALE_GATEWAYS),
+# and again in reverse order (BENCH_SCALE_PASSES, 2; 1 with SMOKE=1):
+#   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say; the suite
+#              ends by printing each count's mean and its ratio to 1 gateway
 # then, on a fresh cluster of 2 gateways whose workers run -save-linger 0:
 #   chat       open loop at BENCH_RATE say/s (chat-open-nolinger): the
 #              latency end of the CPU/latency trade
@@ -72,6 +74,7 @@ if [ "$smoke" = 1 ]; then
 	scale_rate=${BENCH_SCALE_RATE:-50}
 	scale_pairs=${BENCH_SCALE_PAIRS:-4}
 	scale_gateways=${BENCH_SCALE_GATEWAYS:-1 2 4}
+	scale_passes=${BENCH_SCALE_PASSES:-1}
 	duration=${BENCH_DURATION:-2s}
 	warmup=${BENCH_WARMUP:-0.5s}
 	settle=1s
@@ -95,6 +98,7 @@ else
 	scale_rate=${BENCH_SCALE_RATE:-800}
 	scale_pairs=${BENCH_SCALE_PAIRS:-200}
 	scale_gateways=${BENCH_SCALE_GATEWAYS:-1 2 4}
+	scale_passes=${BENCH_SCALE_PASSES:-2}
 	duration=${BENCH_DURATION:-20s}
 	warmup=${BENCH_WARMUP:-3s}
 	settle=3s
@@ -374,7 +378,12 @@ bench() {
 	}
 	echo "$line"
 	echo "$line" >>"$results"
+	last_line=$line
 }
+
+# cpu_total LINE: the cluster's CPU per unit (cpu.cpu_ms_per_unit.total) of
+# a chatbench line.
+cpu_total() { sed -n 's/.*"cpu_ms_per_unit":{[^}]*"total":\([0-9.]*\).*/\1/p' <<<"$1"; }
 
 if [ "${1:-}" = run ]; then
 	# scripts/bench.sh run CMD...: CMD runs against a cluster of
@@ -418,11 +427,31 @@ bench gc chat -mode open -rate "$gc_rate" -ws "$(join "${ws_urls[@]}")" -pairs "
 	-duration "$gc_duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" \
 	-tag "idle_conns=$gc_idle"
 stop_matching 'gc-idle'
+# Scaling: a fresh cluster per gateway count, in BENCH_SCALE_GATEWAYS
+# order and then, in a second pass, in reverse (1 2 4 4 2 1), so that what
+# drifts over the suite (the table growing, the host's load) weighs on
+# every count alike. The ratios printed at the end are of each count's mean
+# CPU per say over the passes, against the first count's.
+declare -A scale_sum=()
+order=($scale_gateways)
+for ((pass = 1; pass <= scale_passes; pass++)); do
+	for g in "${order[@]}"; do
+		cluster_down
+		cluster_up "$g"
+		bench "scale-$g" chat -mode open -rate "$scale_rate" -ws "$(join "${ws_urls[@]}")" -pairs "$scale_pairs" \
+			-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" \
+			-tag "gateways=$g" -tag "scale_pass=$pass"
+		scale_sum[$g]=$(awk -v a="${scale_sum[$g]:-0}" -v b="$(cpu_total "$last_line")" 'BEGIN { print a + b }')
+	done
+	for ((i = 0, j = ${#order[@]} - 1; i < j; i++, j--)); do
+		g=${order[$i]} order[$i]=${order[$j]} order[$j]=$g
+	done
+done
+scale_summary=""
+read -r scale_first _ <<<"$scale_gateways"
 for g in $scale_gateways; do
-	cluster_down
-	cluster_up "$g"
-	bench "scale-$g" chat -mode open -rate "$scale_rate" -ws "$(join "${ws_urls[@]}")" -pairs "$scale_pairs" \
-		-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" -tag "gateways=$g"
+	scale_summary+=$(awk -v g="$g" -v s="${scale_sum[$g]}" -v base="${scale_sum[$scale_first]}" -v n="$scale_passes" \
+		'BEGIN { printf " %d gateway(s) %.3f ms/say (ratio %.2f);", g, s / n, s / base }')
 done
 # chat-open-nolinger: the open loop once more, on a fresh cluster whose
 # workers do not linger (-save-linger 0): the latency end of the trade the
@@ -435,4 +464,5 @@ bench chat-open-nolinger chat -mode open -rate "$rate" -ws "$(join "${ws_urls[@]
 	-tag "save_linger=0"
 cluster_down
 bench host-end host -duration "$host_duration"
+echo "== scaling, mean over $scale_passes pass(es):$scale_summary"
 echo "== done; results appended to $results"
