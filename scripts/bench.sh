@@ -120,15 +120,6 @@ rm -f "$dir"/logs/*.log # the previous run's
 # ---- processes: every PID we start is recorded, and stopped by PID.
 names=() # parallel arrays, in start order
 pids=()
-pg_data=""
-pg_launcher=""
-
-alive() {
-	kill -0 "$1" 2>/dev/null || return 1
-	case $(ps -o stat= -p "$1" 2>/dev/null) in
-	Z*) return 1 ;;
-	esac
-}
 
 # Logs of the gatewire processes are per cluster: logs/c<N>-<name>.log.
 generation=0
@@ -210,14 +201,7 @@ cleanup() {
 	stop_matching 'worker*'
 	stop_matching 'gateway*'
 	stop_matching 'register*'
-	if [ -n "$pg_data" ]; then
-		local pm
-		pm=$(head -n 1 "$pg_data/postmaster.pid" 2>/dev/null || true)
-		# SIGINT is PostgreSQL's fast shutdown: the data is thrown away.
-		[ -z "$pm" ] || stop_proc postgres "$pm" INT
-		[ -z "$pg_launcher" ] || stop_proc postgres-launcher "$pg_launcher"
-		rm -rf "$(dirname "$pg_data")"
-	fi
+	pg_stop
 	stop_matching 'redis'
 	rm -f "$dir/bench.pid"
 	exit "$rc"
@@ -433,7 +417,8 @@ stop_matching 'gc-idle'
 # every count alike. The ratios printed at the end are of each count's mean
 # CPU per say over the passes, against the first count's.
 declare -A scale_sum=()
-order=($scale_gateways)
+counts=($scale_gateways)
+order=("${counts[@]}")
 for ((pass = 1; pass <= scale_passes; pass++)); do
 	for g in "${order[@]}"; do
 		cluster_down
@@ -443,14 +428,11 @@ for ((pass = 1; pass <= scale_passes; pass++)); do
 			-tag "gateways=$g" -tag "scale_pass=$pass"
 		scale_sum[$g]=$(awk -v a="${scale_sum[$g]:-0}" -v b="$(cpu_total "$last_line")" 'BEGIN { print a + b }')
 	done
-	for ((i = 0, j = ${#order[@]} - 1; i < j; i++, j--)); do
-		g=${order[$i]} order[$i]=${order[$j]} order[$j]=$g
-	done
+	order=($(printf '%s\n' "${order[@]}" | tac))
 done
 scale_summary=""
-read -r scale_first _ <<<"$scale_gateways"
-for g in $scale_gateways; do
-	scale_summary+=$(awk -v g="$g" -v s="${scale_sum[$g]}" -v base="${scale_sum[$scale_first]}" -v n="$scale_passes" \
+for g in "${counts[@]}"; do
+	scale_summary+=$(awk -v g="$g" -v s="${scale_sum[$g]}" -v base="${scale_sum[${counts[0]}]}" -v n="$scale_passes" \
 		'BEGIN { printf " %d gateway(s) %.3f ms/say (ratio %.2f);", g, s / n, s / base }')
 done
 # chat-open-nolinger: the open loop once more, on a fresh cluster whose

@@ -26,13 +26,9 @@ rate=${PGCOST_RATE:-2200}
 duration=${PGCOST_DURATION:-20}
 
 tmp=$(mktemp -d /tmp/pgcost.XXXXXX)
-pg_pid=""
 cleanup() {
-	if [ -n "$pg_pid" ] && kill -0 "$pg_pid" 2>/dev/null; then
-		kill -INT "$pg_pid" # fast shutdown
-		for _ in $(seq 1 100); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.1; done
-	fi
-	rm -rf "$tmp"
+	pg_stop
+	rm -rf "$tmp" # when PostgreSQL never started
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
