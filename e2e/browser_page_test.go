@@ -395,11 +395,7 @@ func (tb *tab) send(text string) {
 // click clicks the element with the given id, as a user does.
 func (tb *tab) click(id string) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
-	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID(id))); err != nil {
-		tb.t.Fatalf("%s: click #%s: %v\n%s", tb.name, id, err, tb.describe())
-	}
+	tb.clickOn("#"+id, func() chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.ID(id)) })
 }
 
 // fill types value into the input with the given id.
@@ -415,10 +411,30 @@ func (tb *tab) fill(id, value string) {
 // clickCSS clicks the first element matching a CSS selector.
 func (tb *tab) clickCSS(sel string) {
 	tb.t.Helper()
+	tb.clickOn(sel, func() chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) })
+}
+
+// staleNode is what the browser answers a click on a node the page has
+// replaced since chromedp found it.
+const staleNode = "Could not find node with given id"
+
+// clickOn runs the mouse click click makes, on the element named what. A
+// page that renders a list again (the console's conversations, as presence
+// and activity arrive) may replace the node between chromedp's query and
+// its click; the click then finds the element again, until evalTimeout.
+func (tb *tab) clickOn(what string, click func() chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
-		tb.t.Fatalf("%s: click %s: %v\n%s", tb.name, sel, err, tb.describe())
+	for {
+		err := chromedp.Do(ctx, click())
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), staleNode) || ctx.Err() != nil {
+			tb.t.Fatalf("%s: click %s: %v\n%s", tb.name, what, err, tb.describe())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
