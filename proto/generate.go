@@ -3,8 +3,10 @@
 //
 //	go generate ./proto
 //
-// which runs buf with plugins pinned in tools/go.mod.
+// which lints them with buf and generates the code with tools/protogen
+// (protocompile and the protoc-gen-go and protoc-gen-go-grpc plugins), all
+// pinned in tools/go.mod.
 package proto
 
 //go:generate go tool -modfile=../tools/go.mod buf lint
-//go:generate go tool -modfile=../tools/go.mod buf generate
+//go:generate go run -C ../tools ./protogen -root ../proto
