@@ -67,22 +67,11 @@ fi
 # information, where a separate go vet would compile every dependency a
 # second time (two of a fresh machine's minutes).
 stage "go test -race -vet=all"
-# The fuzzers' builds instrument every package they link, modernc's SQLite
-# among them: two and a half minutes on a fresh machine. They build into
-# the cache at low priority while the tests run, which leave a core idle
-# much of the time, so the fuzz stage below finds them built. The build
-# runs in its own process group, which the EXIT trap stops.
-setsid bash -c 'for p in ./internal/chat/ ./internal/gateway/; do
-	nice -n 10 go test -c -fuzz=. -o "$1/fuzz.test" "$p" || exit 1
-done' fuzzbuild "$scratch" >"$scratch/fuzzbuild.log" 2>&1 &
-fuzzbuild=$!
-trap 'kill -- -$fuzzbuild 2>/dev/null; rm -rf "$scratch"' EXIT
 CI=${CI:-true} go test -race -vet=all -count=1 -timeout 10m ./...
 
 # A short run of each fuzzer (the seed corpora already ran above). Names are
 # anchored: -fuzz must match exactly one fuzz test per package.
 stage fuzz
-wait "$fuzzbuild" || { cat "$scratch/fuzzbuild.log"; exit 1; }
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 5s "$2"; }
 fuzz FuzzParseRequest ./internal/chat/
 fuzz FuzzOnMessageReplies ./internal/chat/
