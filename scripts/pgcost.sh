@@ -12,7 +12,7 @@
 # Settings (environment): PGCOST_ROWS (batch sizes, default "1 2 4 8 16"),
 # PGCOST_RATE (messages/s over the two connections, default 2200: the
 # open loop of scripts/bench.sh), PGCOST_DURATION (seconds per
-# size, default 20), PGCOST_SERVER_OPTS (extra server settings, e.g.
+# size, default 20), PGCOST_PG_OPTS (extra server options, e.g.
 # "-c synchronous_commit=off" to see what the WAL flush costs; default none:
 # PostgreSQL's defaults), PG_BIN (default /usr/lib/postgresql/15/bin).
 #
@@ -26,7 +26,7 @@ pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 rows_list=${PGCOST_ROWS:-1 2 4 8 16}
 rate=${PGCOST_RATE:-2200}
 duration=${PGCOST_DURATION:-20}
-read -r -a server_opts <<<"${PGCOST_SERVER_OPTS:-}"
+pg_opts=${PGCOST_PG_OPTS:-}
 
 tmp=$(mktemp -d /tmp/pgcost.XXXXXX)
 cleanup() {
@@ -40,7 +40,7 @@ for tool in psql pgbench; do
 	[ -x "$pg_bin/$tool" ] || { echo "no $pg_bin/$tool (set PG_BIN)" >&2; exit 1; }
 done
 port=$(free_port)
-pg_start "$tmp" "$port" "$tmp" ${server_opts[@]+"${server_opts[@]}"}
+pg_start "$tmp" "$port" "$tmp" $pg_opts # split into words, as bench.sh does BENCH_PG_OPTS
 psql=("$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -v ON_ERROR_STOP=1 -q)
 "${psql[@]}" -c "CREATE DATABASE pgcost"
 for f in "$root"/internal/store/migrations/postgres/*.sql; do
@@ -90,10 +90,10 @@ SQL
 	wait "$bench" || { cat "$tmp/pgbench.log" >&2; exit 1; }
 	done_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$tmp/pgbench.log" | head -n 1)
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$tmp/pgbench.log" | head -n 1)
-	awk -v n="$n" -v rate="$rate" -v tps="$done_tps" -v lat="$lat" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v opts="${PGCOST_SERVER_OPTS:-}" 'BEGIN {
+	awk -v n="$n" -v rate="$rate" -v tps="$done_tps" -v lat="$lat" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v opts="$pg_opts" 'BEGIN {
 		cpu_s = (c1 - c0) / hz; secs = t1 - t0
 		per_commit = cpu_s / secs / tps * 1e6
-		printf "{\"bench\":\"pgcost\",\"rows_per_commit\":%d,\"messages_per_s\":%d,\"commits_per_s\":%.1f,\"commit_latency_ms\":%s,\"pg_cores\":%.3f,\"pg_cpu_us_per_commit\":%.1f,\"pg_cpu_us_per_message\":%.1f,\"server_opts\":\"%s\"}\n",
+		printf "{\"bench\":\"pgcost\",\"rows_per_commit\":%d,\"messages_per_s\":%d,\"commits_per_s\":%.1f,\"commit_latency_ms\":%s,\"pg_cores\":%.3f,\"pg_cpu_us_per_commit\":%.1f,\"pg_cpu_us_per_message\":%.1f,\"pg_opts\":\"%s\"}\n",
 			n, rate, tps, lat, cpu_s / secs, per_commit, per_commit / n, opts
 	}'
 done
