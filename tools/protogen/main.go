@@ -64,8 +64,12 @@ func run(ctx context.Context, root, out string) error {
 	if err != nil {
 		return err
 	}
+	// Every plugin gets the same request.
+	req, err := proto.Marshal(&pluginpb.CodeGeneratorRequest{FileToGenerate: names, Parameter: proto.String(parameter), ProtoFile: files})
+	if err != nil {
+		return err
+	}
 	for _, plugin := range plugins {
-		req := &pluginpb.CodeGeneratorRequest{FileToGenerate: names, Parameter: proto.String(parameter), ProtoFile: files}
 		resp, err := runPlugin(ctx, plugin, req)
 		if err != nil {
 			return err
@@ -124,15 +128,12 @@ func compile(ctx context.Context, root string, names []string) ([]*descriptorpb.
 	return files, nil
 }
 
-// runPlugin runs `go tool plugin` with req on its standard input.
-func runPlugin(ctx context.Context, plugin string, req *pluginpb.CodeGeneratorRequest) (*pluginpb.CodeGeneratorResponse, error) {
-	in, err := proto.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
+// runPlugin runs `go tool plugin` with the encoded CodeGeneratorRequest req
+// on its standard input.
+func runPlugin(ctx context.Context, plugin string, req []byte) (*pluginpb.CodeGeneratorResponse, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "go", "tool", plugin)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(in), &stdout, &stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(req), &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("go tool %s: %w\n%s", plugin, err, stderr.Bytes())
 	}
