@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatewire/gatewire/internal/chat"
 	"github.com/gatewire/gatewire/internal/gateway"
+	"github.com/gatewire/gatewire/internal/worker"
 )
 
 // EnvPrefix prefixes the environment variable of every flag
@@ -126,6 +127,7 @@ func workerChatFlags(fs *flag.FlagSet, cfg *WorkerConfig, defaultPushAddr, defau
 	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes) of the bind tokens the application signs (\"sub\" = uid, \"exp\"); required unless -insecure-bind")
 	fs.BoolVar(&cfg.InsecureBind, "insecure-bind", false, "accept the seed's token-less bind (any client may claim any uid)")
 	fs.IntVar(&cfg.Lanes, "lanes", 64, "clients whose events are handled at once")
+	fs.DurationVar(&cfg.PostLinger, "post-linger", worker.DefaultPostLinger, "how long a frame nobody waits for (a say's save) may wait for another command to its gateway to share a message with: longer wakes the gateways less often and delays those frames more (0: no wait)")
 	fs.StringVar(&cfg.PushAddr, "push-addr", defaultPushAddr, "Push API gRPC listen address ('' disables it)")
 	fs.StringVar(&cfg.PushToken, "push-token", "", "bearer token Push API callers must send (required with -push-addr or -push-http-addr)")
 	fs.StringVar(&cfg.PushHTTPAddr, "push-http-addr", defaultPushHTTPAddr, "Push API HTTP/JSON listen address, POST /v1/<Method> ('' disables it)")

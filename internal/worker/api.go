@@ -54,9 +54,11 @@ type API interface {
 	// Post hands one frame for the connections clientIDs to their gateways
 	// and returns without waiting for them to write it, which saves each
 	// gateway a result message: for frames whose fate changes nothing, like
-	// a say's save, which a retry of the say gets again. It fails when a
-	// client_id is malformed or a gateway's link is down; a connection that
-	// closed meanwhile just misses the frame.
+	// a say's save, which a retry of the say gets again. The command may
+	// wait on its link up to Config.PostLinger, to reach the gateway with
+	// the next command that is answered. It fails when a client_id is
+	// malformed or a gateway's link is down; a connection that closed
+	// meanwhile just misses the frame.
 	Post(ctx context.Context, clientIDs []string, data []byte, binary bool) error
 	// SendToGroup sends one frame to every member of the groups except the
 	// excluded connections (one command per gateway holding members).

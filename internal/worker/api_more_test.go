@@ -26,9 +26,10 @@ import (
 // linkCommands counts the commands a gateway's link service receives, by
 // kind, and keeps the client_ids of each Send.
 type linkCommands struct {
-	mu      sync.Mutex
-	kinds   map[string]int
-	sendIDs [][]string
+	mu       sync.Mutex
+	kinds    map[string]int
+	sendIDs  [][]string
+	messages [][]string // the kinds of each stream message's commands
 }
 
 func (lc *linkCommands) note(cmds []*linkv1.Command) {
@@ -37,6 +38,12 @@ func (lc *linkCommands) note(cmds []*linkv1.Command) {
 	if lc.kinds == nil {
 		lc.kinds = make(map[string]int)
 	}
+	var msg []string
+	defer func() {
+		if len(msg) > 0 {
+			lc.messages = append(lc.messages, msg)
+		}
+	}()
 	for _, cmd := range cmds {
 		kind := fmt.Sprintf("%T", cmd.GetKind())
 		switch k := cmd.GetKind().(type) {
@@ -50,7 +57,18 @@ func (lc *linkCommands) note(cmds []*linkv1.Command) {
 			kind = "send_all"
 		}
 		lc.kinds[kind]++
+		msg = append(msg, kind)
 	}
+}
+
+// takeMessages returns the kinds of the commands in each stream message
+// since the last call, and forgets them.
+func (lc *linkCommands) takeMessages() [][]string {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	msgs := lc.messages
+	lc.messages = nil
+	return msgs
 }
 
 // take returns the counts and Sends since the last take, and forgets them.
@@ -188,6 +206,60 @@ func TestBroadcastOneCommandPerGateway(t *testing.T) {
 		if got := cl.messages(); !slices.Equal(got, want) {
 			t.Errorf("client %s received %v, want %v", cl.tag, got, want)
 		}
+	}
+}
+
+// TestPostLinger checks that a posted command waits on its link, up to
+// the worker's PostLinger, for a command that is answered, and then goes
+// before it in the same stream message; that one posted alone goes when
+// the linger ends; and that a leaving worker sends what waits at once.
+func TestPostLinger(t *testing.T) {
+	c := newCluster(t)
+	var lc linkCommands
+	g := c.startCountingGateway(&lc)
+	long := c.startWorkerConfig(worker.Config{PostLinger: time.Hour}, g)
+	short := c.startWorkerConfig(worker.Config{PostLinger: 20 * time.Millisecond}, g)
+	ctx := testCtx(t)
+	cl := c.dial(g, dialOptions{})
+	id, _ := c.idOf(cl, long, short)
+	eventually(t, "both workers' links", func() bool {
+		_, errLong := long.w.API().IsOnline(ctx, id)
+		_, errShort := short.w.API().IsOnline(ctx, id)
+		return errLong == nil && errShort == nil
+	})
+	lc.takeMessages()
+
+	if err := short.w.API().Post(ctx, []string{id}, []byte("alone"), false); err != nil {
+		t.Fatalf("Post: %v", err)
+	}
+	cl.waitMessages(t, 1)
+
+	if err := long.w.API().Post(ctx, []string{id}, []byte("posted"), false); err != nil {
+		t.Fatalf("Post: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // the frame would arrive meanwhile
+	if got := cl.messages(); len(got) != 1 {
+		t.Fatalf("before any call the client received %v, want only the first post", got)
+	}
+	if n, err := long.w.API().SendToAll(ctx, []byte("sent"), false, []string{id}, nil); err != nil || n != 1 {
+		t.Fatalf("SendToAll = %d, %v; want 1", n, err)
+	}
+	want := []wsMsg{{websocket.MessageText, "alone"}, {websocket.MessageText, "posted"}, {websocket.MessageText, "sent"}}
+	if got := cl.waitMessages(t, 3); !slices.Equal(got, want) {
+		t.Fatalf("client received %v, want %v", got, want)
+	}
+	if got, want := lc.takeMessages(), [][]string{{"post"}, {"post", "send"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("the gateway received stream messages of %v, want %v", got, want)
+	}
+
+	if err := long.w.API().Post(ctx, []string{id}, []byte("leaving"), false); err != nil {
+		t.Fatalf("Post: %v", err)
+	}
+	if err := long.stop(t); err != nil {
+		t.Fatalf("worker Run: %v", err)
+	}
+	if got := cl.waitMessages(t, 4); got[3].data != "leaving" {
+		t.Errorf("client received %v, want the post of the leaving worker last", got)
 	}
 }
 

@@ -465,7 +465,13 @@ var insecureDial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewC
 
 // startWorker runs a worker linked to gws with a fresh recorder.
 func (c *cluster) startWorker(gws ...*gatewayServer) *workerRun {
-	w := worker.New(worker.Config{DialOptions: insecureDial}, c.dir, nil)
+	return c.startWorkerConfig(worker.Config{}, gws...)
+}
+
+// startWorkerConfig is startWorker with cfg (its DialOptions are set here).
+func (c *cluster) startWorkerConfig(cfg worker.Config, gws ...*gatewayServer) *workerRun {
+	cfg.DialOptions = insecureDial
+	w := worker.New(cfg, c.dir, nil)
 	infos := make([]*registerv1.Gateway, 0, len(gws))
 	for _, g := range gws {
 		infos = append(infos, g.info())

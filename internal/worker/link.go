@@ -266,31 +266,59 @@ func (l *gatewayLink) pumpEvents(ctx context.Context, cancel context.CancelFunc,
 	}
 }
 
+// writeLoop sends queued commands, batching whatever is waiting. Posted
+// commands (id 0: nobody waits for their result) may wait up to the
+// PostLinger for a command that is waited for, and then go with it in
+// order; a worker that is leaving sends everything at once.
 func (l *gatewayLink) writeLoop(ctx context.Context, stream linkv1.LinkService_ConnectClient) error {
 	leaving := l.leaving
+	linger := l.w.cfg.PostLinger
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var lingered <-chan time.Time // set while req holds only posted commands
+	var req linkv1.ConnectRequest
 	for {
-		var req linkv1.ConnectRequest
+		now := false // something in req is waited for
 		select {
 		case <-ctx.Done():
 			return nil
 		case c := <-l.cmds:
 			req.Commands = append(req.Commands, c)
+			now = c.GetId() != 0
 		case <-leaving:
 			req.Leaving = true
 			leaving = nil // announce once per stream
+			linger = 0
+			now = true
+		case <-lingered:
+			lingered = nil
+			now = true
 		}
 	fill:
 		for len(req.Commands) < maxBatch {
 			select {
 			case c := <-l.cmds:
 				req.Commands = append(req.Commands, c)
+				now = now || c.GetId() != 0
 			default:
 				break fill
 			}
 		}
+		if !now && linger > 0 && len(req.Commands) < maxBatch {
+			if lingered == nil {
+				timer.Reset(linger)
+				lingered = timer.C
+			}
+			continue
+		}
+		if lingered != nil {
+			timer.Stop()
+			lingered = nil
+		}
 		if err := stream.Send(&req); err != nil {
 			return err
 		}
+		req = linkv1.ConnectRequest{}
 	}
 }
 

@@ -33,7 +33,19 @@ type Config struct {
 	// DialOptions are used to dial gateways' link endpoints (transport
 	// credentials and the shared secret).
 	DialOptions []grpc.DialOption
+	// PostLinger is how long a posted command (API.Post: a say's save)
+	// may wait on its link for a command that needs an answer to go to
+	// the same gateway, so that both reach it in one stream message and
+	// wake it once; zero sends it at once. Processes default to
+	// DefaultPostLinger.
+	PostLinger time.Duration
 }
+
+// DefaultPostLinger is the worker processes' default Config.PostLinger.
+// It is the says' default linger, so that a batch's saves ride with the
+// next batch's texts. At 2,200 say/s it cut the gateways' and workers' CPU
+// per say by about a tenth (README, Performance).
+const DefaultPostLinger = 5 * time.Millisecond
 
 func (c *Config) fill() {
 	if c.ID == "" {
