@@ -369,6 +369,15 @@ bench() {
 # a chatbench line.
 cpu_total() { sed -n 's/.*"cpu_ms_per_unit":{[^}]*"total":\([0-9.]*\).*/\1/p' <<<"$1"; }
 
+# cpu_gatewire LINE: the CPU per unit of gatewire's own processes
+# (register, gateways, workers) of a chatbench line: the part of the
+# total that the gateway count can change; PostgreSQL's share moves with
+# the host by as much.
+cpu_gatewire() {
+	sed -n 's/.*"cpu_ms_per_unit":{\([^}]*\)}.*/\1/p' <<<"$1" | tr ',' '\n' |
+		awk -F: '$1 ~ /^"(register|gateway[0-9]+|worker[0-9]+)"$/ { s += $2 } END { print s + 0 }'
+}
+
 if [ "${1:-}" = run ]; then
 	# scripts/bench.sh run CMD...: CMD runs against a cluster of
 	# BENCH_GATEWAYS (default 2) gateways, with its addresses in BENCH_WS,
@@ -415,8 +424,9 @@ stop_matching 'gc-idle'
 # order and then, in a second pass, in reverse (1 2 4 4 2 1), so that what
 # drifts over the suite (the table growing, the host's load) weighs on
 # every count alike. The ratios printed at the end are of each count's mean
-# CPU per say over the passes, against the first count's.
-declare -A scale_sum=()
+# CPU per say over the passes, against the first count's: the whole
+# cluster's, and gatewire's own processes' alone.
+declare -A scale_sum=() scale_own=()
 counts=($scale_gateways)
 order=("${counts[@]}")
 for ((pass = 1; pass <= scale_passes; pass++)); do
@@ -427,13 +437,15 @@ for ((pass = 1; pass <= scale_passes; pass++)); do
 			-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" \
 			-tag "gateways=$g" -tag "scale_pass=$pass"
 		scale_sum[$g]=$(awk -v a="${scale_sum[$g]:-0}" -v b="$(cpu_total "$last_line")" 'BEGIN { print a + b }')
+		scale_own[$g]=$(awk -v a="${scale_own[$g]:-0}" -v b="$(cpu_gatewire "$last_line")" 'BEGIN { print a + b }')
 	done
 	order=($(printf '%s\n' "${order[@]}" | tac))
 done
 scale_summary=""
 for g in "${counts[@]}"; do
-	scale_summary+=$(awk -v g="$g" -v s="${scale_sum[$g]}" -v base="${scale_sum[${counts[0]}]}" -v n="$scale_passes" \
-		'BEGIN { printf " %d gateway(s) %.3f ms/say (ratio %.2f);", g, s / n, s / base }')
+	scale_summary+=$(awk -v g="$g" -v s="${scale_sum[$g]}" -v base="${scale_sum[${counts[0]}]}" \
+		-v o="${scale_own[$g]}" -v obase="${scale_own[${counts[0]}]}" -v n="$scale_passes" \
+		'BEGIN { printf " %d gateway(s) %.3f ms/say (ratio %.2f; gatewire processes %.3f, ratio %.2f);", g, s / n, s / base, o / n, o / obase }')
 done
 # chat-open-nolinger: the open loop once more, on a fresh cluster whose
 # workers do not linger (-save-linger 0): the latency end of the trade the
