@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite: builds register, gateway, worker and chatbench,
 # starts its own multi-process cluster on loopback (Redis, a throwaway
-# PostgreSQL 15, 1 register, G gateways, 2 workers), runs chatbench against
+# PostgreSQL 15, 1 register, G gateways, BENCH_WORKERS workers), runs chatbench against
 # it and appends one JSON line per run to bench/results.jsonl (each with the
 # time, the git commit and the suite's settings as tags). bench/README.md
 # explains the fields.
@@ -44,7 +44,8 @@
 # default 1; "default" leaves Go's, one per core; recorded in the tags),
 # BENCH_GODEBUG (GODEBUG of each gatewire server process, default
 # schedtrace=2147483647 as deploy/README.md advises; "none" leaves it unset;
-# recorded in the tags) and the sizes named above. The gateways run with
+# recorded in the tags), BENCH_WORKERS (worker processes in every cluster,
+# default 2; recorded in the tags) and the sizes named above. The gateways run with
 # their per-client message rate and per-IP connection limits off
 # (-message-rate -1 -max-conns-per-ip -1): the benchmark's clients are few
 # IPs sending fast on purpose.
@@ -57,6 +58,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 dir=${BENCH_DIR:-/tmp/gatewire-bench}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
+workers=${BENCH_WORKERS:-2}
 smoke=${SMOKE:-0}
 
 if [ "$smoke" = 1 ]; then
@@ -278,7 +280,7 @@ pg_start "$(mktemp -d "$dir/pg.XXXXXX")" "$pg_port" "$dir/logs" -c max_connectio
 "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres gatewire
 export GATEWIRE_STORE="postgres://postgres@127.0.0.1:$pg_port/gatewire?sslmode=disable"
 
-# ---- the gatewire cluster: 1 register, G gateways, 2 workers.
+# ---- the gatewire cluster: 1 register, G gateways, $workers workers.
 ws_urls=()
 push_urls=()
 cluster_up() { # G
@@ -302,7 +304,7 @@ cluster_up() { # G
 		ws_ports+=("$ws")
 		ws_urls+=("ws://127.0.0.1:$ws/")
 	done
-	for i in 1 2; do
+	for ((i = 1; i <= workers; i++)); do
 		local push http
 		push=$(free_port) http=$(free_port) mflag=$(metrics_flag "$dir/bin/worker")
 		note_metrics "worker$i" "$mflag"
@@ -313,14 +315,14 @@ cluster_up() { # G
 	done
 	for ((i = 1; i <= g; i++)); do
 		wait_port "${ws_ports[$((i - 1))]}" "gateway$i"
-		# Each gateway must have both workers linked.
+		# Each gateway must have every worker linked.
 		local n=0
 		for _ in $(seq 1 200); do
 			n=$(grep -c 'msg="worker linked"' "$(log_of "gateway$i")" || true)
-			[ "$n" -ge 2 ] && break
+			[ "$n" -ge "$workers" ] && break
 			sleep 0.1
 		done
-		[ "$n" -ge 2 ] || { echo "gateway$i: workers did not link; see $dir/logs" >&2; exit 1; }
+		[ "$n" -ge "$workers" ] || { echo "gateway$i: workers did not link; see $dir/logs" >&2; exit 1; }
 	done
 	echo "  cluster $generation: $g gateway(s) up: ${ws_urls[*]} (logs $dir/logs/c$generation-*.log)"
 }
@@ -355,7 +357,7 @@ bench() {
 	rm -f "$dir/logs/chatbench-$run.log"
 	local line
 	line=$("$dir/bin/chatbench" "$@" -tag "run=$run" -tag "suite=$suite" -tag "commit=$commit" \
-		-tag "host_cpus=$(nproc)" -tag "bind_mode=$bind_mode" -tag "server_gomaxprocs=$gomaxprocs" -tag "server_godebug=$godebug" ${BENCH_PG_OPTS:+-tag "pg_opts=$BENCH_PG_OPTS"} 2>"$dir/logs/chatbench-$run.log") || {
+		-tag "host_cpus=$(nproc)" -tag "bind_mode=$bind_mode" -tag "server_gomaxprocs=$gomaxprocs" -tag "server_godebug=$godebug" -tag "workers=$workers" ${BENCH_PG_OPTS:+-tag "pg_opts=$BENCH_PG_OPTS"} 2>"$dir/logs/chatbench-$run.log") || {
 		echo "chatbench failed; its log:" >&2
 		tail -n 30 "$dir/logs/chatbench-$run.log" >&2
 		return 1
