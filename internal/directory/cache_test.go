@@ -29,7 +29,22 @@ func TestCacheMemory(t *testing.T) {
 // TestCacheRedis runs the contract over a Cache that a Redis change feed
 // follows.
 func TestCacheRedis(t *testing.T) {
+	t.Parallel() // mostly waits for the change feed, as TestCacheRedisCluster does
 	client := newRedisClient(t, testsvc.Redis(t))
+	testContract(t, func(t *testing.T) Directory {
+		r := NewRedis(client, testPrefix(t))
+		c := NewCache(Coalesce(r), time.Hour)
+		watch(t, r, c)
+		return c
+	})
+}
+
+// TestCacheRedisCluster runs the contract over a Cache that the change
+// feed of a Redis Cluster follows: a change published through one node
+// reaches the subscription, whichever node that is on.
+func TestCacheRedisCluster(t *testing.T) {
+	t.Parallel()
+	client := newRedisClusterClient(t, testsvc.RedisCluster(t))
 	testContract(t, func(t *testing.T) Directory {
 		r := NewRedis(client, testPrefix(t))
 		c := NewCache(Coalesce(r), time.Hour)

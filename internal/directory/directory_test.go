@@ -61,6 +61,13 @@ func TestRedis(t *testing.T) {
 	testContract(t, func(t *testing.T) Directory { return NewRedis(client, testPrefix(t)) })
 }
 
+// TestRedisCluster runs the contract on a Redis Cluster of three masters:
+// no command or pipeline may touch keys of two slots at once (CROSSSLOT).
+func TestRedisCluster(t *testing.T) {
+	client := newRedisClusterClient(t, testsvc.RedisCluster(t))
+	testContract(t, func(t *testing.T) Directory { return NewRedis(client, testPrefix(t)) })
+}
+
 func TestRedisLiveAllLive(t *testing.T) {
 	client := newRedisClient(t, testsvc.Redis(t))
 	allLive := func(string) bool { return true }
@@ -267,6 +274,19 @@ func newRedisClient(t *testing.T, addr string, name ...string) *redis.Client {
 	t.Cleanup(func() {
 		if err := client.Close(); err != nil {
 			t.Errorf("close redis client: %v", err)
+		}
+	})
+	return client
+}
+
+// newRedisClusterClient returns a client of the Redis Cluster of the
+// nodes addrs, closed when the test ends.
+func newRedisClusterClient(t *testing.T, addrs []string) *redis.ClusterClient {
+	t.Helper()
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() {
+		if err := client.Close(); err != nil {
+			t.Errorf("close redis cluster client: %v", err)
 		}
 	})
 	return client

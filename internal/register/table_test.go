@@ -50,6 +50,18 @@ func TestRedisTable(t *testing.T) {
 	testTable(t, func(t *testing.T) Table { return NewRedisTable(rdb, testPrefix(t)) })
 }
 
+// TestRedisClusterTable runs the contract on a Redis Cluster of three
+// masters: no command may touch keys of two slots at once (CROSSSLOT).
+func TestRedisClusterTable(t *testing.T) {
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: testsvc.RedisCluster(t)})
+	t.Cleanup(func() {
+		if err := rdb.Close(); err != nil {
+			t.Errorf("close redis cluster client: %v", err)
+		}
+	})
+	testTable(t, func(t *testing.T) Table { return NewRedisTable(rdb, testPrefix(t)) })
+}
+
 // testTable runs the Table contract against the tables newTable returns.
 // Every call of newTable must return an empty table of its own.
 func testTable(t *testing.T, newTable func(t *testing.T) Table) {

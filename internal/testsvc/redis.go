@@ -2,7 +2,8 @@
 //
 // Redis starts a private redis-server for one test and stops it when the test
 // ends; StartRedis does the same and returns a handle that stops, starts and
-// restarts it on the same address, for outage tests. Postgres and
+// restarts it on the same address, for outage tests; RedisCluster starts
+// three of them as one Redis Cluster. Postgres and
 // StartPostgres do the same for PostgreSQL 15. FreeAddr picks a free loopback
 // port. Everything listens on 127.0.0.1 only. A missing redis-server skips
 // the test on a developer's machine and fails it when the environment
@@ -55,9 +56,10 @@ func Redis(tb testing.TB) string {
 // same address, for tests of a Redis outage; it keeps no data, so it comes
 // back empty. Its methods are safe for concurrent use.
 type RedisServer struct {
-	path string // the redis-server binary
-	dir  string // working directory and logs
+	path string   // the redis-server binary
+	dir  string   // working directory and logs
 	addr string
+	args []string // more server options
 
 	mu     sync.Mutex
 	proc   *redisProcess // nil while stopped
@@ -69,6 +71,12 @@ type RedisServer struct {
 // *testing.T, does not return).
 func StartRedis(tb testing.TB) *RedisServer {
 	tb.Helper()
+	return startRedisServer(tb)
+}
+
+// startRedisServer is StartRedis with more server options.
+func startRedisServer(tb testing.TB, args ...string) *RedisServer {
+	tb.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -78,7 +86,7 @@ func StartRedis(tb testing.TB) *RedisServer {
 		tb.Skip("redis-server not found on PATH; install Redis to run this test")
 		return nil
 	}
-	s := &RedisServer{path: path, dir: tb.TempDir()}
+	s := &RedisServer{path: path, dir: tb.TempDir(), args: args}
 	var failures []string
 	for attempt := 1; attempt <= redisAttempts; attempt++ {
 		addr := FreeAddr(tb)
@@ -112,7 +120,7 @@ func (s *RedisServer) Start() error {
 		return nil
 	}
 	s.starts++
-	proc, err := startRedis(s.path, s.dir, s.addr, s.starts)
+	proc, err := startRedis(s.path, s.dir, s.addr, s.starts, s.args)
 	if err != nil {
 		return err
 	}
@@ -193,10 +201,10 @@ func (p *redisProcess) stop() {
 	}
 }
 
-// startRedis starts redis-server at path on addr and waits until it answers
-// PING. Its output goes to the log file redis-<n>.log in dir, quoted in the
-// returned error.
-func startRedis(path, dir, addr string, n int) (*redisProcess, error) {
+// startRedis starts redis-server at path on addr, with the options args
+// after the usual ones, and waits until it answers PING. Its output goes to
+// the log file redis-<n>.log in dir, quoted in the returned error.
+func startRedis(path, dir, addr string, n int, args []string) (*redisProcess, error) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("split %s: %w", addr, err)
@@ -206,14 +214,14 @@ func startRedis(path, dir, addr string, n int) (*redisProcess, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create log file: %w", err)
 	}
-	cmd := exec.Command(path,
+	cmd := exec.Command(path, append([]string{
 		"--port", port,
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--dir", dir,
-	)
+	}, args...)...)
 	cmd.Dir = dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
