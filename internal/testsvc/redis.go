@@ -56,8 +56,8 @@ func Redis(tb testing.TB) string {
 // same address, for tests of a Redis outage; it keeps no data, so it comes
 // back empty. Its methods are safe for concurrent use.
 type RedisServer struct {
-	path string   // the redis-server binary
-	dir  string   // working directory and logs
+	path string // the redis-server binary
+	dir  string // working directory and logs
 	addr string
 	args []string // more server options
 
