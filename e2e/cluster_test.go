@@ -269,6 +269,14 @@ func startCluster(t *testing.T) *cluster {
 // 127.0.0.1.
 func startClusterWith(t *testing.T, jwtSecret string) *cluster {
 	t.Helper()
+	return startClusterOn(t, jwtSecret, nil)
+}
+
+// startClusterOn starts a cluster as startClusterWith does, on the Redis
+// Cluster of the nodes redisNodes; none means a Redis server of its own,
+// which c.redisSrv stops and starts.
+func startClusterOn(t *testing.T, jwtSecret string, redisNodes []string) *cluster {
+	t.Helper()
 	c := &cluster{
 		jwtSecret: jwtSecret,
 		t:         t,
@@ -278,8 +286,12 @@ func startClusterWith(t *testing.T, jwtSecret string) *cluster {
 		pushToken: randomHex(16),
 	}
 	t.Cleanup(c.report) // registered before any process: runs after they are stopped
-	c.redisSrv = testsvc.StartRedis(t)
-	c.redis = c.redisSrv.Addr()
+	if len(redisNodes) == 0 {
+		c.redisSrv = testsvc.StartRedis(t)
+		c.redis = c.redisSrv.Addr()
+	} else {
+		c.redis = strings.Join(redisNodes, ",")
+	}
 	c.pgSrv = testsvc.StartPostgres(t)
 	c.pg = c.pgSrv.DSN()
 	t.Logf("redis %s, key prefix %q, postgres %s, logs in %s", c.redis, c.prefix, c.pg, c.logDir)
