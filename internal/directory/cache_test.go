@@ -30,13 +30,7 @@ func TestCacheMemory(t *testing.T) {
 // follows.
 func TestCacheRedis(t *testing.T) {
 	t.Parallel() // mostly waits for the change feed, as TestCacheRedisCluster does
-	client := newRedisClient(t, testsvc.Redis(t))
-	testContract(t, func(t *testing.T) Directory {
-		r := NewRedis(client, testPrefix(t))
-		c := NewCache(Coalesce(r), time.Hour)
-		watch(t, r, c)
-		return c
-	})
+	testFollowingCache(t, newRedisClient(t, testsvc.Redis(t)))
 }
 
 // TestCacheRedisCluster runs the contract over a Cache that the change
@@ -44,7 +38,12 @@ func TestCacheRedis(t *testing.T) {
 // reaches the subscription, whichever node that is on.
 func TestCacheRedisCluster(t *testing.T) {
 	t.Parallel()
-	client := newRedisClusterClient(t, testsvc.RedisCluster(t))
+	testFollowingCache(t, newRedisClusterClient(t, testsvc.RedisCluster(t)))
+}
+
+// testFollowingCache runs the contract over Caches of Redis directories on
+// client, each following its directory's change feed.
+func testFollowingCache(t *testing.T, client redis.UniversalClient) {
 	testContract(t, func(t *testing.T) Directory {
 		r := NewRedis(client, testPrefix(t))
 		c := NewCache(Coalesce(r), time.Hour)
