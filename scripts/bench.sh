@@ -6,7 +6,7 @@
 # time, the git commit and the suite's settings as tags). bench/README.md
 # explains the fields.
 #
-# Usage: scripts/bench.sh            the full suite (about 8 minutes)
+# Usage: scripts/bench.sh            the full suite (about 9 minutes)
 #        SMOKE=1 scripts/bench.sh    tiny sizes, well under a minute; results go
 #                                    to $BENCH_DIR/results-smoke.jsonl
 #        scripts/bench.sh run CMD... CMD against a cluster of $BENCH_GATEWAYS (2)
@@ -28,6 +28,8 @@
 # and again in reverse order (BENCH_SCALE_PASSES, 2; 1 with SMOKE=1):
 #   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say; the suite
 #              ends by printing each count's mean and its ratio to 1 gateway
+# then, on a fresh cluster of 2 gateways and one worker:
+#   chat       open loop at BENCH_RATE say/s (chat-open-1worker)
 # then, on a fresh cluster of 2 gateways whose workers run -save-linger 0:
 #   chat       open loop at BENCH_RATE say/s (chat-open-nolinger): the
 #              latency end of the CPU/latency trade
@@ -449,10 +451,20 @@ for g in "${counts[@]}"; do
 		-v o="${scale_own[$g]}" -v obase="${scale_own[${counts[0]}]}" -v n="$scale_passes" \
 		'BEGIN { printf " %d gateway(s) %.3f ms/say (ratio %.2f; gatewire processes %.3f, ratio %.2f);", g, s / n, s / base, o / n, o / obase }')
 done
+# chat-open-1worker: the open loop once more, on a fresh cluster of 2
+# gateways and one worker, which on a small machine costs less than two
+# (README, Performance).
+cluster_down
+suite_workers=$workers
+workers=1
+cluster_up 2
+bench chat-open-1worker chat -mode open -rate "$rate" -ws "$(join "${ws_urls[@]}")" -pairs "$open_pairs" \
+	-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)"
+cluster_down
+workers=$suite_workers
 # chat-open-nolinger: the open loop once more, on a fresh cluster whose
 # workers do not linger (-save-linger 0): the latency end of the trade the
 # default makes (README, Performance).
-cluster_down
 server_env+=("GATEWIRE_SAVE_LINGER=0")
 cluster_up 2
 bench chat-open-nolinger chat -mode open -rate "$rate" -ws "$(join "${ws_urls[@]}")" -pairs "$open_pairs" \
