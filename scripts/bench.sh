@@ -285,7 +285,9 @@ export GATEWIRE_STORE="postgres://postgres@127.0.0.1:$pg_port/gatewire?sslmode=d
 # ---- the gatewire cluster: 1 register, G gateways, $workers workers.
 ws_urls=()
 push_urls=()
-cluster_up() { # G
+cluster_workers=$workers # the worker count of the cluster up (or last up), for the tags
+cluster_up() { # G [W]: G gateways and W workers (default $workers)
+	cluster_workers=${2:-$workers}
 	local g=$1 i
 	generation=$((generation + 1))
 	ws_urls=() push_urls=() metrics_urls=()
@@ -306,7 +308,7 @@ cluster_up() { # G
 		ws_ports+=("$ws")
 		ws_urls+=("ws://127.0.0.1:$ws/")
 	done
-	for ((i = 1; i <= workers; i++)); do
+	for ((i = 1; i <= cluster_workers; i++)); do
 		local push http
 		push=$(free_port) http=$(free_port) mflag=$(metrics_flag "$dir/bin/worker")
 		note_metrics "worker$i" "$mflag"
@@ -321,10 +323,10 @@ cluster_up() { # G
 		local n=0
 		for _ in $(seq 1 200); do
 			n=$(grep -c 'msg="worker linked"' "$(log_of "gateway$i")" || true)
-			[ "$n" -ge "$workers" ] && break
+			[ "$n" -ge "$cluster_workers" ] && break
 			sleep 0.1
 		done
-		[ "$n" -ge "$workers" ] || { echo "gateway$i: workers did not link; see $dir/logs" >&2; exit 1; }
+		[ "$n" -ge "$cluster_workers" ] || { echo "gateway$i: workers did not link; see $dir/logs" >&2; exit 1; }
 	done
 	echo "  cluster $generation: $g gateway(s) up: ${ws_urls[*]} (logs $dir/logs/c$generation-*.log)"
 }
@@ -359,7 +361,7 @@ bench() {
 	rm -f "$dir/logs/chatbench-$run.log"
 	local line
 	line=$("$dir/bin/chatbench" "$@" -tag "run=$run" -tag "suite=$suite" -tag "commit=$commit" \
-		-tag "host_cpus=$(nproc)" -tag "bind_mode=$bind_mode" -tag "server_gomaxprocs=$gomaxprocs" -tag "server_godebug=$godebug" -tag "workers=$workers" ${BENCH_PG_OPTS:+-tag "pg_opts=$BENCH_PG_OPTS"} 2>"$dir/logs/chatbench-$run.log") || {
+		-tag "host_cpus=$(nproc)" -tag "bind_mode=$bind_mode" -tag "server_gomaxprocs=$gomaxprocs" -tag "server_godebug=$godebug" -tag "workers=$cluster_workers" ${BENCH_PG_OPTS:+-tag "pg_opts=$BENCH_PG_OPTS"} 2>"$dir/logs/chatbench-$run.log") || {
 		echo "chatbench failed; its log:" >&2
 		tail -n 30 "$dir/logs/chatbench-$run.log" >&2
 		return 1
@@ -455,13 +457,10 @@ done
 # gateways and one worker, which on a small machine costs less than two
 # (README, Performance).
 cluster_down
-suite_workers=$workers
-workers=1
-cluster_up 2
+cluster_up 2 1
 bench chat-open-1worker chat -mode open -rate "$rate" -ws "$(join "${ws_urls[@]}")" -pairs "$open_pairs" \
 	-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)"
 cluster_down
-workers=$suite_workers
 # chat-open-nolinger: the open loop once more, on a fresh cluster whose
 # workers do not linger (-save-linger 0): the latency end of the trade the
 # default makes (README, Performance).
