@@ -38,7 +38,7 @@ func TestCacheRedis(t *testing.T) {
 // reaches the subscription, whichever node that is on.
 func TestCacheRedisCluster(t *testing.T) {
 	t.Parallel()
-	testFollowingCache(t, newRedisClusterClient(t, testsvc.RedisCluster(t)))
+	testFollowingCache(t, testsvc.RedisClusterClient(t))
 }
 
 // testFollowingCache runs the contract over Caches of Redis directories on

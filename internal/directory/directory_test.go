@@ -64,7 +64,7 @@ func TestRedis(t *testing.T) {
 // TestRedisCluster runs the contract on a Redis Cluster of three masters:
 // no command or pipeline may touch keys of two slots at once (CROSSSLOT).
 func TestRedisCluster(t *testing.T) {
-	client := newRedisClusterClient(t, testsvc.RedisCluster(t))
+	client := testsvc.RedisClusterClient(t)
 	testContract(t, func(t *testing.T) Directory { return NewRedis(client, testPrefix(t)) })
 }
 
@@ -274,19 +274,6 @@ func newRedisClient(t *testing.T, addr string, name ...string) *redis.Client {
 	t.Cleanup(func() {
 		if err := client.Close(); err != nil {
 			t.Errorf("close redis client: %v", err)
-		}
-	})
-	return client
-}
-
-// newRedisClusterClient returns a client of the Redis Cluster of the
-// nodes addrs, closed when the test ends.
-func newRedisClusterClient(t *testing.T, addrs []string) *redis.ClusterClient {
-	t.Helper()
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-	t.Cleanup(func() {
-		if err := client.Close(); err != nil {
-			t.Errorf("close redis cluster client: %v", err)
 		}
 	})
 	return client

@@ -53,12 +53,7 @@ func TestRedisTable(t *testing.T) {
 // TestRedisClusterTable runs the contract on a Redis Cluster of three
 // masters: no command may touch keys of two slots at once (CROSSSLOT).
 func TestRedisClusterTable(t *testing.T) {
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: testsvc.RedisCluster(t)})
-	t.Cleanup(func() {
-		if err := rdb.Close(); err != nil {
-			t.Errorf("close redis cluster client: %v", err)
-		}
-	})
+	rdb := testsvc.RedisClusterClient(t)
 	testTable(t, func(t *testing.T) Table { return NewRedisTable(rdb, testPrefix(t)) })
 }
 

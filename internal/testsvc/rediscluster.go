@@ -48,6 +48,24 @@ func RedisCluster(tb testing.TB) []string {
 	return addrs
 }
 
+// RedisClusterClient starts a cluster as RedisCluster does and returns a
+// client of it, closed when tb's cleanup runs (before the servers stop).
+// It returns nil when tb was skipped or failed.
+func RedisClusterClient(tb testing.TB) *redis.ClusterClient {
+	tb.Helper()
+	addrs := RedisCluster(tb)
+	if addrs == nil {
+		return nil
+	}
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	tb.Cleanup(func() {
+		if err := client.Close(); err != nil {
+			tb.Errorf("testsvc: close the Redis Cluster client: %v", err)
+		}
+	})
+	return client
+}
+
 // formCluster gives each node at addrs an equal range of the slots, has the
 // first meet the others, and waits until every node reports the cluster up
 // with all of them in it.

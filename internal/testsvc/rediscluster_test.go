@@ -21,6 +21,11 @@ func TestRedisCluster(t *testing.T) {
 		ctx := t.Context()
 		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 		defer c.Close()
+		nodes := make([]*redis.Client, len(addrs))
+		for i, addr := range addrs {
+			nodes[i] = redis.NewClient(&redis.Options{Addr: addr})
+			defer nodes[i].Close()
+		}
 		owners := map[string]bool{} // the nodes that stored a key
 		for i := 0; len(owners) < clusterNodes; i++ {
 			if i == 1000 {
@@ -33,25 +38,19 @@ func TestRedisCluster(t *testing.T) {
 			if got, err := c.Get(ctx, key).Int(); err != nil || got != i {
 				t.Fatalf("GET %s = %d, %v; want %d", key, got, err, i)
 			}
-			for _, addr := range addrs {
-				node := redis.NewClient(&redis.Options{Addr: addr})
+			for i, node := range nodes {
 				if n, err := node.Exists(ctx, key).Result(); err == nil && n == 1 {
-					owners[addr] = true
+					owners[addrs[i]] = true
 				}
-				node.Close()
 			}
 		}
 
-		subClient := redis.NewClient(&redis.Options{Addr: addrs[2]})
-		defer subClient.Close()
-		sub := subClient.Subscribe(ctx, "news")
+		sub := nodes[2].Subscribe(ctx, "news")
 		defer sub.Close()
 		if _, err := sub.Receive(ctx); err != nil { // the subscription's confirmation
 			t.Fatalf("SUBSCRIBE on %s: %v", addrs[2], err)
 		}
-		pub := redis.NewClient(&redis.Options{Addr: addrs[0]})
-		defer pub.Close()
-		if err := pub.Publish(ctx, "news", "hello").Err(); err != nil {
+		if err := nodes[0].Publish(ctx, "news", "hello").Err(); err != nil {
 			t.Fatalf("PUBLISH on %s: %v", addrs[0], err)
 		}
 		select {
