@@ -39,11 +39,6 @@ func (lc *linkCommands) note(cmds []*linkv1.Command) {
 		lc.kinds = make(map[string]int)
 	}
 	var msg []string
-	defer func() {
-		if len(msg) > 0 {
-			lc.messages = append(lc.messages, msg)
-		}
-	}()
 	for _, cmd := range cmds {
 		kind := fmt.Sprintf("%T", cmd.GetKind())
 		switch k := cmd.GetKind().(type) {
@@ -58,6 +53,9 @@ func (lc *linkCommands) note(cmds []*linkv1.Command) {
 		}
 		lc.kinds[kind]++
 		msg = append(msg, kind)
+	}
+	if len(msg) > 0 {
+		lc.messages = append(lc.messages, msg)
 	}
 }
 

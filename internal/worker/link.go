@@ -277,14 +277,17 @@ func (l *gatewayLink) writeLoop(ctx context.Context, stream linkv1.LinkService_C
 	timer.Stop()
 	var lingered <-chan time.Time // set while req holds only posted commands
 	var req linkv1.ConnectRequest
+	now := false // something in req is waited for
+	add := func(c *linkv1.Command) {
+		req.Commands = append(req.Commands, c)
+		now = now || c.GetId() != 0
+	}
 	for {
-		now := false // something in req is waited for
 		select {
 		case <-ctx.Done():
 			return nil
 		case c := <-l.cmds:
-			req.Commands = append(req.Commands, c)
-			now = c.GetId() != 0
+			add(c)
 		case <-leaving:
 			req.Leaving = true
 			leaving = nil // announce once per stream
@@ -298,8 +301,7 @@ func (l *gatewayLink) writeLoop(ctx context.Context, stream linkv1.LinkService_C
 		for len(req.Commands) < maxBatch {
 			select {
 			case c := <-l.cmds:
-				req.Commands = append(req.Commands, c)
-				now = now || c.GetId() != 0
+				add(c)
 			default:
 				break fill
 			}
@@ -318,7 +320,7 @@ func (l *gatewayLink) writeLoop(ctx context.Context, stream linkv1.LinkService_C
 		if err := stream.Send(&req); err != nil {
 			return err
 		}
-		req = linkv1.ConnectRequest{}
+		req, now = linkv1.ConnectRequest{}, false
 	}
 }
 
