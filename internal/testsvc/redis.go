@@ -3,7 +3,8 @@
 // Redis starts a private redis-server for one test and stops it when the test
 // ends; StartRedis does the same and returns a handle that stops, starts and
 // restarts it on the same address, for outage tests; RedisCluster starts
-// three of them as one Redis Cluster. Postgres and
+// three of them as one Redis Cluster and RedisClusterClient returns a
+// client of such a cluster. Postgres and
 // StartPostgres do the same for PostgreSQL 15. FreeAddr picks a free loopback
 // port. Everything listens on 127.0.0.1 only. A missing redis-server skips
 // the test on a developer's machine and fails it when the environment
