@@ -55,6 +55,16 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("lost_fraction = %v, want a fraction", f)
 		}
 	})
+	t.Run("floor", func(t *testing.T) {
+		res := runChatbench(t, c, "floor", "-members", "20", "-rounds", "3", "-warmup-rounds", "1")
+		lat, _ := res["latency"].(map[string]any)
+		if n, _ := lat["n"].(float64); n != 3 {
+			t.Errorf("latency.n = %v, want 3 rounds", lat["n"])
+		}
+		if c := num(t, res, "reader_cpu_us_per_frame"); c < 0 {
+			t.Errorf("reader_cpu_us_per_frame = %v, want >= 0", c)
+		}
+	})
 	t.Run("idle", func(t *testing.T) {
 		res := runChatbench(t, c, "idle", "-n", "6", "-settle", "0s", "-ws", ws,
 			"-pids", fmt.Sprintf("gateway0=%d", c.gateways[0].cmd.Process.Pid))

@@ -20,6 +20,10 @@
 #   chat       closed loop, BENCH_CLOSED_PAIRS pairs across the 2 gateways: max say/s
 #   chat       open loop at BENCH_RATE say/s, BENCH_OPEN_PAIRS pairs across 2 gateways
 #   fanout     SendToGroup and SendToAll to BENCH_FANOUT members across 2 gateways
+#   floor      the same fan-out's floor on this machine: one frame written
+#              to each of BENCH_FANOUT loopback TCP sockets by raw write(2)
+#              from 2 threads, read by a second process with epoll; no
+#              gatewire code runs (the cluster is up and idle)
 #   gc         BENCH_GC_IDLE idle bound connections held on gateway 1 while an
 #              open loop at BENCH_GC_RATE say/s (BENCH_GC_PAIRS pairs) runs
 #              across the 2 gateways for BENCH_GC_DURATION: the servers' GC
@@ -412,6 +416,7 @@ for op in group all; do
 	bench "fanout-$op" fanout -op "$op" -ws "$(join "${ws_urls[@]}")" -push-http "$(join "${push_urls[@]}")" \
 		-members "$fanout_n" -rounds "$fanout_rounds" -pids "$(server_pids)" -metrics "$(server_metrics)"
 done
+bench floor floor -members "$fanout_n" -rounds "$fanout_rounds"
 # gc: idle connections held on gateway 1 (by a chatbench idle that holds
 # them until it is stopped) while the open loop runs; the line is the chat
 # run's, with every server's gc_pauses.

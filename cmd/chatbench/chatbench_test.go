@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseStat(t *testing.T) {
@@ -200,6 +201,17 @@ func TestMetricsList(t *testing.T) {
 	for _, bad := range []string{"gateway1", "gateway1=127.0.0.1:9282", "a=http://x:1,a=http://y:2"} {
 		if err := l.Set(bad); err == nil {
 			t.Errorf("Set(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseDone(t *testing.T) {
+	if d, err := parseDone("done 1500"); err != nil || d != 1500*time.Nanosecond {
+		t.Errorf(`parseDone("done 1500") = %v, %v; want 1.5µs`, d, err)
+	}
+	for _, bad := range []string{"ready", "done", "done x", ""} {
+		if _, err := parseDone(bad); err == nil {
+			t.Errorf("parseDone(%q) = nil error, want one", bad)
 		}
 	}
 }

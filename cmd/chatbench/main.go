@@ -7,6 +7,8 @@
 //	chatbench idle   -n 19000 -pids gateway=PID ...     memory of idle bound connections
 //	chatbench chat   -mode closed|open -pairs P ...      1:1 chat throughput, latency, CPU per message
 //	chatbench fanout -members K -op group|all ...        Push API SendToGroup/SendToAll fan-out
+//	chatbench host   -duration 10s                       how much of the time the vCPUs are away
+//	chatbench floor  -members K                          the kernel's own cost of a K-connection fan-out
 //
 // The scenario may also be given as -scenario. bench/README.md describes
 // every flag and every field of the output; scripts/bench.sh runs the
@@ -36,7 +38,7 @@ func main() {
 // exitUsage is the exit status of a bad command line.
 const exitUsage = 2
 
-var scenarios = []string{"idle", "chat", "fanout", "host"}
+var scenarios = []string{"idle", "chat", "fanout", "host", "floor"}
 
 // run runs one scenario and returns the exit status.
 func run(args []string, stdout io.Writer) int {
@@ -61,8 +63,8 @@ func run(args []string, stdout io.Writer) int {
 			break
 		}
 	}
-	if !slices.Contains(scenarios, scenario) && scenario != childScenario {
-		fmt.Fprintf(os.Stderr, "usage: chatbench idle|chat|fanout|host [flags] (or -scenario NAME); chatbench NAME -h lists the flags\n")
+	if !slices.Contains(scenarios, scenario) && scenario != childScenario && scenario != floorChildScenario {
+		fmt.Fprintf(os.Stderr, "usage: chatbench idle|chat|fanout|host|floor [flags] (or -scenario NAME); chatbench NAME -h lists the flags\n")
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("chatbench "+scenario, flag.ContinueOnError)
@@ -80,6 +82,10 @@ func run(args []string, stdout io.Writer) int {
 		runner = fanoutFlags(fs)
 	case "host":
 		runner = hostFlags(fs)
+	case "floor":
+		runner = floorFlags(fs)
+	case floorChildScenario:
+		runner = floorChildFlags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -120,7 +126,7 @@ func run(args []string, stdout io.Writer) int {
 		fmt.Fprintf(os.Stderr, "chatbench %s: %v\n", scenario, err)
 		return 1
 	}
-	if res == nil { // the idle child prints no result
+	if res == nil { // the helper processes print no result
 		return 0
 	}
 	line, err := json.Marshal(res)
