@@ -65,6 +65,12 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("reader_cpu_us_per_frame = %v, want >= 0", c)
 		}
 	})
+	t.Run("relay", func(t *testing.T) {
+		res := runChatbench(t, c, "relay", "-hops", "2", "-rate", "50", "-duration", "500ms", "-warmup", "100ms")
+		if sent, lost := num(t, res, "sent"), num(t, res, "lost"); sent <= 0 || lost != 0 {
+			t.Errorf("sent %v, lost %v; want some sent and none lost", sent, lost)
+		}
+	})
 	t.Run("idle", func(t *testing.T) {
 		res := runChatbench(t, c, "idle", "-n", "6", "-settle", "0s", "-ws", ws,
 			"-pids", fmt.Sprintf("gateway0=%d", c.gateways[0].cmd.Process.Pid))

@@ -24,6 +24,10 @@
 #              to each of BENCH_FANOUT loopback TCP sockets by raw write(2)
 #              from 2 threads, read by a second process with epoll; no
 #              gatewire code runs (the cluster is up and idle)
+#   relay      messages at BENCH_RATE, BENCH_SCALE_RATE and a quarter of it
+#              through a chain of 4 bare Go processes over loopback TCP: what
+#              crossing a process costs a message at the rate each sees (no
+#              gatewire code; the cluster is up and idle)
 #   gc         BENCH_GC_IDLE idle bound connections held on gateway 1 while an
 #              open loop at BENCH_GC_RATE say/s (BENCH_GC_PAIRS pairs) runs
 #              across the 2 gateways for BENCH_GC_DURATION: the servers' GC
@@ -417,6 +421,10 @@ for op in group all; do
 		-members "$fanout_n" -rounds "$fanout_rounds" -pids "$(server_pids)" -metrics "$(server_metrics)"
 done
 bench floor floor -members "$fanout_n" -rounds "$fanout_rounds"
+for r in $(printf '%s\n' "$rate" "$scale_rate" "$(awk -v r="$scale_rate" 'BEGIN { print r / 4 }')" | awk '!seen[$0]++'); do
+	bench "relay-$r" relay -hops 4 -rate "$r" -duration "$duration" -warmup "$warmup" -relay-gomaxprocs "$gomaxprocs" \
+		-relay-godebug "$godebug"
+done
 # gc: idle connections held on gateway 1 (by a chatbench idle that holds
 # them until it is stopped) while the open loop runs; the line is the chat
 # run's, with every server's gc_pauses.

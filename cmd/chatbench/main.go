@@ -9,6 +9,7 @@
 //	chatbench fanout -members K -op group|all ...        Push API SendToGroup/SendToAll fan-out
 //	chatbench host   -duration 10s                       how much of the time the vCPUs are away
 //	chatbench floor  -members K                          the kernel's own cost of a K-connection fan-out
+//	chatbench relay  -hops N -rate R                     what crossing N Go processes costs a message at rate R
 //
 // The scenario may also be given as -scenario. bench/README.md describes
 // every flag and every field of the output; scripts/bench.sh runs the
@@ -38,7 +39,11 @@ func main() {
 // exitUsage is the exit status of a bad command line.
 const exitUsage = 2
 
-var scenarios = []string{"idle", "chat", "fanout", "host", "floor"}
+var scenarios = []string{"idle", "chat", "fanout", "host", "floor", "relay"}
+
+// childScenarios are the hidden scenarios of the helper processes some
+// scenarios start.
+var childScenarios = []string{childScenario, floorChildScenario, relayChildScenario}
 
 // run runs one scenario and returns the exit status.
 func run(args []string, stdout io.Writer) int {
@@ -63,8 +68,8 @@ func run(args []string, stdout io.Writer) int {
 			break
 		}
 	}
-	if !slices.Contains(scenarios, scenario) && scenario != childScenario && scenario != floorChildScenario {
-		fmt.Fprintf(os.Stderr, "usage: chatbench idle|chat|fanout|host|floor [flags] (or -scenario NAME); chatbench NAME -h lists the flags\n")
+	if !slices.Contains(scenarios, scenario) && !slices.Contains(childScenarios, scenario) {
+		fmt.Fprintf(os.Stderr, "usage: chatbench idle|chat|fanout|host|floor|relay [flags] (or -scenario NAME); chatbench NAME -h lists the flags\n")
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("chatbench "+scenario, flag.ContinueOnError)
@@ -86,6 +91,10 @@ func run(args []string, stdout io.Writer) int {
 		runner = floorFlags(fs)
 	case floorChildScenario:
 		runner = floorChildFlags(fs)
+	case "relay":
+		runner = relayFlags(fs)
+	case relayChildScenario:
+		runner = relayChildFlags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
