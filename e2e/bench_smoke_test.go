@@ -66,7 +66,7 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	})
 	t.Run("relay", func(t *testing.T) {
-		res := runChatbench(t, c, "relay", "-hops", "2", "-rate", "50", "-duration", "500ms", "-warmup", "100ms")
+		res := runChatbench(t, c, "relay", "-hops", "2", "-chains", "2", "-rate", "50", "-duration", "500ms", "-warmup", "100ms")
 		if sent, lost := num(t, res, "sent"), num(t, res, "lost"); sent <= 0 || lost != 0 {
 			t.Errorf("sent %v, lost %v; want some sent and none lost", sent, lost)
 		}

@@ -24,10 +24,12 @@
 #              to each of BENCH_FANOUT loopback TCP sockets by raw write(2)
 #              from 2 threads, read by a second process with epoll; no
 #              gatewire code runs (the cluster is up and idle)
-#   relay      messages at BENCH_RATE, BENCH_SCALE_RATE and a quarter of it
-#              through a chain of 4 bare Go processes over loopback TCP: what
-#              crossing a process costs a message at the rate each sees (no
-#              gatewire code; the cluster is up and idle)
+#   relay      no gatewire code either (the cluster is up and idle): messages
+#              at BENCH_RATE through a chain of 4 bare Go processes over
+#              loopback TCP (relay-4hops), and at BENCH_SCALE_RATE through
+#              one such process or dealt among 4 (relay-scale-1, -4): what
+#              crossing a process costs a message here, and how that moves
+#              when the same traffic is spread over more processes
 #   gc         BENCH_GC_IDLE idle bound connections held on gateway 1 while an
 #              open loop at BENCH_GC_RATE say/s (BENCH_GC_PAIRS pairs) runs
 #              across the 2 gateways for BENCH_GC_DURATION: the servers' GC
@@ -421,9 +423,10 @@ for op in group all; do
 		-members "$fanout_n" -rounds "$fanout_rounds" -pids "$(server_pids)" -metrics "$(server_metrics)"
 done
 bench floor floor -members "$fanout_n" -rounds "$fanout_rounds"
-for r in $(printf '%s\n' "$rate" "$scale_rate" "$(awk -v r="$scale_rate" 'BEGIN { print r / 4 }')" | awk '!seen[$0]++'); do
-	bench "relay-$r" relay -hops 4 -rate "$r" -duration "$duration" -warmup "$warmup" -relay-gomaxprocs "$gomaxprocs" \
-		-relay-godebug "$godebug"
+relay_opts=(-duration "$duration" -warmup "$warmup" -relay-gomaxprocs "$gomaxprocs" -relay-godebug "$godebug")
+bench relay-4hops relay -hops 4 -rate "$rate" "${relay_opts[@]}"
+for c in 1 4; do
+	bench "relay-scale-$c" relay -hops 1 -chains "$c" -rate "$scale_rate" "${relay_opts[@]}"
 done
 # gc: idle connections held on gateway 1 (by a chatbench idle that holds
 # them until it is stopped) while the open loop runs; the line is the chat

@@ -23,6 +23,7 @@ const relayChildScenario = "relay-child"
 // relayConfig holds the relay scenario's flags (the child's too).
 type relayConfig struct {
 	hops       int
+	chains     int
 	rate       float64
 	duration   time.Duration
 	warmup     time.Duration
@@ -36,7 +37,8 @@ type relayConfig struct {
 func relayFlags(fs *flag.FlagSet) func(*common) (any, error) {
 	var c relayConfig
 	fs.IntVar(&c.hops, "hops", 4, "forwarding processes in the chain (a say crosses about this many gatewire processes)")
-	fs.Float64Var(&c.rate, "rate", 2200, "messages per second, on a schedule (open loop)")
+	fs.IntVar(&c.chains, "chains", 1, "chains side by side, the messages dealt among them in turn (4 chains of 1 hop: four gateways sharing the rate one would see)")
+	fs.Float64Var(&c.rate, "rate", 2200, "messages per second in all, on a schedule (open loop)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "the measured window")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "messages before the window, not counted")
 	fs.DurationVar(&c.drain, "drain", 5*time.Second, "how long to wait for the window's last messages")
@@ -62,10 +64,13 @@ func relayChildFlags(fs *flag.FlagSet) func(*common) (any, error) {
 // processes (gateway, worker, PostgreSQL, worker, gateway), each woken
 // for it at moderate rates, so the figures say how much of a say's CPU
 // the crossings alone take, and how that cost moves with the rate each
-// process sees.
+// process sees. With -chains C, C chains run side by side and the
+// messages are dealt among them: the same traffic spread over more
+// processes, as over more gateways.
 type relayResult struct {
 	header
 	Hops     int     `json:"hops"`
+	Chains   int     `json:"chains"`
 	Rate     float64 `json:"rate"`
 	Bytes    int     `json:"message_bytes"`
 	GoMaxP   string  `json:"relay_gomaxprocs"`
@@ -77,15 +82,15 @@ type relayResult struct {
 	// its return through every hop.
 	Latency latSummary `json:"latency"`
 	// CPU is the forwarding processes' CPU over the window; unit:
-	// message. PerHopUS is their mean per process and message, in µs.
+	// message. PerHopUS is it per message and process crossed, in µs.
 	CPU      *cpuReport `json:"cpu,omitempty"`
 	PerHopUS float64    `json:"cpu_us_per_message_per_hop"`
 }
 
 func runRelay(o *common, cfg relayConfig) (any, error) {
 	switch {
-	case cfg.hops < 1:
-		return nil, errors.New("-hops must be at least 1")
+	case cfg.hops < 1 || cfg.chains < 1:
+		return nil, errors.New("-hops and -chains must be at least 1")
 	case cfg.rate <= 0 || cfg.duration <= 0 || cfg.warmup < 0 || cfg.drain < 0:
 		return nil, errors.New("-rate and -duration must be positive, -warmup and -drain not negative")
 	case cfg.msgBytes < 8:
@@ -96,36 +101,47 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 		return nil, err
 	}
 	defer sink.Close()
-	// Start the chain from its end: each process dials the next.
-	next := sink.Addr().String()
 	var relays []*relayChild
+	var ins, outs []net.Conn
 	defer func() {
+		for _, c := range ins {
+			_ = c.Close()
+		}
 		for _, r := range relays {
 			r.stop()
 		}
+		for _, c := range outs {
+			_ = c.Close()
+		}
 	}()
-	var watched []namedPID
-	for i := cfg.hops; i >= 1; i-- {
-		r, err := startRelayChild(next, cfg)
+	watched := make([]namedPID, cfg.chains*cfg.hops)
+	for c := range cfg.chains {
+		// Start the chain from its end: each process dials the next, the
+		// last the sink.
+		next := sink.Addr().String()
+		for i := cfg.hops - 1; i >= 0; i-- {
+			n := c*cfg.hops + i + 1
+			r, err := startRelayChild(next, cfg)
+			if err != nil {
+				return nil, fmt.Errorf("relay %d: %w", n, err)
+			}
+			relays = append(relays, r)
+			watched[n-1] = namedPID{name: "relay" + strconv.Itoa(n), pid: r.cmd.Process.Pid}
+			if next, err = r.addr(o.setupTimeout); err != nil {
+				return nil, fmt.Errorf("relay %d: %w", n, err)
+			}
+		}
+		in, err := net.Dial("tcp", next)
 		if err != nil {
-			return nil, fmt.Errorf("relay %d: %w", i, err)
+			return nil, err
 		}
-		relays = append(relays, r)
-		watched = append([]namedPID{{name: "relay" + strconv.Itoa(i), pid: r.cmd.Process.Pid}}, watched...)
-		if next, err = r.addr(o.setupTimeout); err != nil {
-			return nil, fmt.Errorf("relay %d: %w", i, err)
+		ins = append(ins, in)
+		out, err := sink.Accept()
+		if err != nil {
+			return nil, err
 		}
+		outs = append(outs, out)
 	}
-	in, err := net.Dial("tcp", next)
-	if err != nil {
-		return nil, err
-	}
-	defer in.Close()
-	out, err := sink.Accept()
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close()
 
 	period := time.Duration(float64(time.Second) / cfg.rate)
 	total := int64((cfg.warmup + cfg.duration) / period)
@@ -133,25 +149,36 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 	t0 := time.Now().Add(50 * time.Millisecond)
 	due := func(i int64) time.Time { return t0.Add(time.Duration(i) * period) }
 
-	lat := make([]int64, 0, total-first)
-	var received int64
-	readDone := make(chan error, 1)
-	go func() {
-		br := bufio.NewReaderSize(out, 64<<10)
-		msg := make([]byte, cfg.msgBytes)
-		for received < total {
-			if _, err := io.ReadFull(br, msg); err != nil {
-				readDone <- err
-				return
-			}
-			now := time.Now()
-			i := int64(binary.LittleEndian.Uint64(msg))
-			if i >= first && i < total {
-				lat = append(lat, now.Sub(due(i)).Nanoseconds())
-			}
-			received++
+	// Message i goes down chain i % chains; each chain's end has a reader.
+	lats := make([][]int64, cfg.chains)
+	got := make([]int64, cfg.chains)
+	var readers sync.WaitGroup
+	readErrs := make([]error, cfg.chains)
+	for c, out := range outs {
+		want := total / int64(cfg.chains)
+		if int64(c) < total%int64(cfg.chains) {
+			want++
 		}
-		readDone <- nil
+		readers.Go(func() {
+			br := bufio.NewReaderSize(out, 64<<10)
+			msg := make([]byte, cfg.msgBytes)
+			for got[c] < want {
+				if _, err := io.ReadFull(br, msg); err != nil {
+					readErrs[c] = err
+					return
+				}
+				now := time.Now()
+				if i := int64(binary.LittleEndian.Uint64(msg)); i >= first && i < total {
+					lats[c] = append(lats[c], now.Sub(due(i)).Nanoseconds())
+				}
+				got[c]++
+			}
+		})
+	}
+	readDone := make(chan struct{})
+	go func() {
+		readers.Wait()
+		close(readDone)
 	}()
 
 	// The window counts the relays' CPU; the benchmark's own, which its
@@ -170,7 +197,7 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 			time.Sleep(d)
 		}
 		binary.LittleEndian.PutUint64(msg, uint64(i))
-		if _, err := in.Write(msg); err != nil {
+		if _, err := ins[i%int64(cfg.chains)].Write(msg); err != nil {
 			return nil, fmt.Errorf("send: %w", err)
 		}
 	}
@@ -179,18 +206,27 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 	}
 	selfCPU = processCPU() - selfCPU
 	select {
-	case err := <-readDone:
-		if err != nil {
+	case <-readDone:
+	case <-time.After(cfg.drain):
+		for _, c := range outs {
+			_ = c.Close() // ends the readers
+		}
+		<-readDone
+	}
+	var received int64
+	for _, n := range got {
+		received += n
+	}
+	if received < total {
+		if err := errors.Join(readErrs...); err != nil && !errors.Is(err, net.ErrClosed) {
 			return nil, fmt.Errorf("receive: %w", err)
 		}
-	case <-time.After(cfg.drain):
-		_ = out.Close() // ends the reader
-		<-readDone
 	}
 	units := total - first
 	res := relayResult{
 		header:   o.header(),
 		Hops:     cfg.hops,
+		Chains:   cfg.chains,
 		Rate:     cfg.rate,
 		Bytes:    cfg.msgBytes,
 		GoMaxP:   cfg.gomaxprocs,
@@ -198,7 +234,7 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 		Sent:     total,
 		Received: received,
 		Lost:     total - received,
-		Latency:  summarize(lat),
+		Latency:  summarize(concat(lats)),
 		CPU:      w.report("message", units),
 	}
 	if res.CPU != nil {
