@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -98,7 +96,9 @@ func runFloor(o *common, cfg floorConfig) (any, error) {
 	defer ln.Close()
 	accepted := make(chan acceptResult, 1)
 	go func() { accepted <- acceptN(ln, cfg.members) }()
-	child, err := startFloorChild(ln.Addr().String(), cfg)
+	child, err := startHelper(nil, floorChildScenario, "-addr", ln.Addr().String(),
+		"-members", strconv.Itoa(cfg.members), "-readers", strconv.Itoa(cfg.readers),
+		"-frame-bytes", strconv.Itoa(cfg.frameBytes), "-quiet")
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,10 @@ func runFloor(o *common, cfg floorConfig) (any, error) {
 	if acc.err != nil {
 		return nil, fmt.Errorf("accept: %w", acc.err)
 	}
-	if err := child.expect("ready", o.setupTimeout); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), o.setupTimeout)
+	_, err = child.expect(ctx, "ready")
+	cancel()
+	if err != nil {
 		return nil, err
 	}
 	if !o.quiet {
@@ -131,7 +134,7 @@ func runFloor(o *common, cfg floorConfig) (any, error) {
 		}
 		wrote := time.Since(start)
 		cpu1 := processCPU()
-		line, err := child.next(cfg.roundTimeout)
+		line, err := child.nextWithin(cfg.roundTimeout)
 		if err != nil {
 			return nil, fmt.Errorf("round %d: %w", r, err)
 		}
@@ -243,77 +246,4 @@ func parseDone(line string) (time.Duration, error) {
 		return 0, fmt.Errorf("reader said %q: %w", line, err)
 	}
 	return time.Duration(ns), nil
-}
-
-// floorChild is the reading process.
-type floorChild struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
-	once  sync.Once
-}
-
-func startFloorChild(addr string, cfg floorConfig) (*floorChild, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, floorChildScenario, "-addr", addr, "-members", strconv.Itoa(cfg.members),
-		"-readers", strconv.Itoa(cfg.readers), "-frame-bytes", strconv.Itoa(cfg.frameBytes), "-quiet")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &floorChild{cmd: cmd, stdin: stdin, lines: make(chan string, 1)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			c.lines <- sc.Text()
-		}
-		close(c.lines)
-	}()
-	return c, nil
-}
-
-// next returns the child's next line.
-func (c *floorChild) next(timeout time.Duration) (string, error) {
-	select {
-	case line, ok := <-c.lines:
-		if !ok {
-			return "", fmt.Errorf("reader pid %d exited", c.cmd.Process.Pid)
-		}
-		return line, nil
-	case <-time.After(timeout):
-		return "", fmt.Errorf("reader pid %d: nothing within %v", c.cmd.Process.Pid, timeout)
-	}
-}
-
-// expect waits for the child's line want.
-func (c *floorChild) expect(want string, timeout time.Duration) error {
-	line, err := c.next(timeout)
-	if err == nil && line != want {
-		err = fmt.Errorf("reader said %q, want %q", line, want)
-	}
-	return err
-}
-
-// stop closes the child's stdin, which makes it exit, and waits; a child
-// still there after 10s is killed.
-func (c *floorChild) stop() {
-	c.once.Do(func() {
-		_ = c.stdin.Close()
-		t := time.AfterFunc(10*time.Second, func() { _ = c.cmd.Process.Kill() })
-		for range c.lines { // drain, so that Wait may close the pipe
-		}
-		_ = c.cmd.Wait()
-		t.Stop()
-	})
 }

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -96,7 +93,7 @@ func runIdle(o *common, cfg idleConfig) (any, error) {
 		}
 	}()
 	for base := own; base < cfg.n; base += perProc {
-		h, err := startHelper(o, base, min(perProc, cfg.n-base))
+		h, err := startIdleHelper(o, base, min(perProc, cfg.n-base))
 		if err != nil {
 			return nil, err
 		}
@@ -113,7 +110,7 @@ func runIdle(o *common, cfg idleConfig) (any, error) {
 	}
 	defer fl.close()
 	for _, h := range helpers {
-		if err := h.waitReady(ctx); err != nil {
+		if _, err := h.expect(ctx, "ready"); err != nil {
 			return nil, err
 		}
 	}
@@ -189,85 +186,18 @@ func rssAll(pids []namedPID) (map[string]int64, error) {
 	return m, nil
 }
 
-// helper is a chatbench idle-child process holding a share of the
-// connections. It prints "ready" once they are bound and holds them until
-// its stdin closes.
-type helper struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan string
-	exited chan struct{}
-	once   sync.Once
-}
-
-func startHelper(o *common, base, n int) (*helper, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, childScenario,
+// startIdleHelper starts an idle-child process that opens and binds
+// connections base to base+n-1, says "ready" and holds them until its
+// stdin closes.
+func startIdleHelper(o *common, base, n int) (*helper, error) {
+	// The secret goes by the environment, not the command line.
+	env := append(os.Environ(), "CHATBENCH_JWT_SECRET="+o.jwtSecret)
+	return startHelper(env, childScenario,
 		"-n", strconv.Itoa(n), "-index-base", strconv.Itoa(base),
 		"-ws", strings.Join(o.urls, ","), "-src", o.src,
 		"-uid-prefix", o.uidPrefix, "-token-ttl", o.tokenTTL.String(),
 		"-dial-concurrency", strconv.Itoa(o.dialConc), "-setup-timeout", o.setupTimeout.String(),
 		"-quiet="+strconv.FormatBool(o.quiet))
-	// The secret goes by the environment, not the command line.
-	cmd.Env = append(os.Environ(), "CHATBENCH_JWT_SECRET="+o.jwtSecret)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	h := &helper{cmd: cmd, stdin: stdin, lines: make(chan string, 4), exited: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case h.lines <- sc.Text():
-			default: // nobody waits for more than "ready"
-			}
-		}
-		close(h.lines)
-		_ = cmd.Wait() // only once stdout is drained: Wait closes the pipe
-		close(h.exited)
-	}()
-	return h, nil
-}
-
-// waitReady waits for the helper's "ready" line.
-func (h *helper) waitReady(ctx context.Context) error {
-	select {
-	case line, ok := <-h.lines:
-		if ok && strings.HasPrefix(line, "ready") {
-			return nil
-		}
-		<-h.exited
-		return fmt.Errorf("helper pid %d failed (%v)", h.cmd.Process.Pid, h.cmd.ProcessState)
-	case <-ctx.Done():
-		return fmt.Errorf("helper pid %d: %w", h.cmd.Process.Pid, ctx.Err())
-	}
-}
-
-// stop closes the helper's stdin, which makes it close its connections and
-// exit, and waits for it; a helper that does not exit within 30s is
-// killed.
-func (h *helper) stop() {
-	h.once.Do(func() {
-		_ = h.stdin.Close()
-		select {
-		case <-h.exited:
-		case <-time.After(30 * time.Second):
-			_ = h.cmd.Process.Kill()
-			<-h.exited
-		}
-	})
 }
 
 // runIdleChild opens and binds its share, says "ready" on stdout, and

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -9,9 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -101,7 +100,7 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 		return nil, err
 	}
 	defer sink.Close()
-	var relays []*relayChild
+	var relays []*helper
 	var ins, outs []net.Conn
 	defer func() {
 		for _, c := range ins {
@@ -127,7 +126,10 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 			}
 			relays = append(relays, r)
 			watched[n-1] = namedPID{name: "relay" + strconv.Itoa(n), pid: r.cmd.Process.Pid}
-			if next, err = r.addr(o.setupTimeout); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), o.setupTimeout)
+			next, err = r.expect(ctx, "listening ")
+			cancel()
+			if err != nil {
 				return nil, fmt.Errorf("relay %d: %w", n, err)
 			}
 		}
@@ -245,74 +247,16 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 	return res, nil
 }
 
-// relayChild is one forwarding process.
-type relayChild struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
-	once  sync.Once
-}
-
-func startRelayChild(next string, cfg relayConfig) (*relayChild, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, relayChildScenario, "-next", next, "-quiet")
-	cmd.Env = os.Environ()
+// startRelayChild starts a forwarding process that sends on to next.
+func startRelayChild(next string, cfg relayConfig) (*helper, error) {
+	env := os.Environ()
 	if cfg.gomaxprocs != "default" {
-		cmd.Env = append(cmd.Env, "GOMAXPROCS="+cfg.gomaxprocs)
+		env = append(env, "GOMAXPROCS="+cfg.gomaxprocs)
 	}
 	if cfg.godebug != "none" {
-		cmd.Env = append(cmd.Env, "GODEBUG="+cfg.godebug)
+		env = append(env, "GODEBUG="+cfg.godebug)
 	}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	r := &relayChild{cmd: cmd, stdin: stdin, lines: make(chan string, 1)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			r.lines <- sc.Text()
-		}
-		close(r.lines)
-	}()
-	return r, nil
-}
-
-// addr waits for the child's "listening ADDR" line.
-func (r *relayChild) addr(timeout time.Duration) (string, error) {
-	select {
-	case line, ok := <-r.lines:
-		if a, found := strings.CutPrefix(line, "listening "); ok && found {
-			return a, nil
-		}
-		return "", fmt.Errorf("pid %d said %q, want listening ADDR", r.cmd.Process.Pid, line)
-	case <-time.After(timeout):
-		return "", fmt.Errorf("pid %d: no address within %v", r.cmd.Process.Pid, timeout)
-	}
-}
-
-// stop closes the child's stdin, which makes it exit, and waits; a child
-// still there after 10s is killed.
-func (r *relayChild) stop() {
-	r.once.Do(func() {
-		_ = r.stdin.Close()
-		t := time.AfterFunc(10*time.Second, func() { _ = r.cmd.Process.Kill() })
-		for range r.lines { // drain, so that Wait may close the pipe
-		}
-		_ = r.cmd.Wait()
-		t.Stop()
-	})
+	return startHelper(env, relayChildScenario, "-next", next, "-quiet")
 }
 
 // runRelayChild dials -next, listens, says "listening ADDR", accepts one
