@@ -3,9 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -102,17 +100,7 @@ func runFloorChild(cfg floorConfig) error {
 			}
 		}()
 	}
-	stdinClosed := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		close(stdinClosed)
-	}()
-	select {
-	case <-stdinClosed:
-		return nil
-	case err := <-failed:
-		return err
-	}
+	return untilStdinCloses(failed)
 }
 
 // sockaddr parses an IPv4 host:port.

@@ -107,3 +107,19 @@ func (h *helper) stop() {
 		<-h.exited
 	})
 }
+
+// untilStdinCloses is how a helper ends: it returns nil once its stdin
+// closes (the parent is done with it), or the first error from failed.
+func untilStdinCloses(failed <-chan error) error {
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		return nil
+	case err := <-failed:
+		return err
+	}
+}

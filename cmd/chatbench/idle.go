@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -213,6 +212,5 @@ func runIdleChild(o *common, cfg idleConfig) error {
 	if _, err := fmt.Println("ready", cfg.n); err != nil {
 		return err
 	}
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return nil
+	return untilStdinCloses(nil)
 }

@@ -39,11 +39,19 @@ func main() {
 // exitUsage is the exit status of a bad command line.
 const exitUsage = 2
 
-var scenarios = []string{"idle", "chat", "fanout", "host", "floor", "relay"}
-
-// childScenarios are the hidden scenarios of the helper processes some
-// scenarios start.
-var childScenarios = []string{childScenario, floorChildScenario, relayChildScenario}
+// scenarioFlags registers each scenario's flags and returns its runner;
+// the hidden ones are those of the helper processes some scenarios start.
+var scenarioFlags = map[string]func(*flag.FlagSet) func(*common) (any, error){
+	"idle":             idleFlags,
+	"chat":             chatFlags,
+	"fanout":           fanoutFlags,
+	"host":             hostFlags,
+	"floor":            floorFlags,
+	"relay":            relayFlags,
+	childScenario:      idleChildFlags,
+	floorChildScenario: floorChildFlags,
+	relayChildScenario: relayChildFlags,
+}
 
 // run runs one scenario and returns the exit status.
 func run(args []string, stdout io.Writer) int {
@@ -68,34 +76,15 @@ func run(args []string, stdout io.Writer) int {
 			break
 		}
 	}
-	if !slices.Contains(scenarios, scenario) && !slices.Contains(childScenarios, scenario) {
+	flagsOf, ok := scenarioFlags[scenario]
+	if !ok {
 		fmt.Fprintf(os.Stderr, "usage: chatbench idle|chat|fanout|host|floor|relay [flags] (or -scenario NAME); chatbench NAME -h lists the flags\n")
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("chatbench "+scenario, flag.ContinueOnError)
 	var o common
 	o.register(fs)
-	var runner func(*common) (any, error)
-	switch scenario {
-	case "idle":
-		runner = idleFlags(fs)
-	case childScenario:
-		runner = idleChildFlags(fs)
-	case "chat":
-		runner = chatFlags(fs)
-	case "fanout":
-		runner = fanoutFlags(fs)
-	case "host":
-		runner = hostFlags(fs)
-	case "floor":
-		runner = floorFlags(fs)
-	case floorChildScenario:
-		runner = floorChildFlags(fs)
-	case "relay":
-		runner = relayFlags(fs)
-	case relayChildScenario:
-		runner = relayChildFlags(fs)
-	}
+	runner := flagsOf(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

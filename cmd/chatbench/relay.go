@@ -292,23 +292,13 @@ func runRelayChild(cfg relayConfig) error {
 				}
 			}
 			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil // the benchmark is done
+				}
 				failed <- err
 				return
 			}
 		}
 	}()
-	stdinClosed := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		close(stdinClosed)
-	}()
-	select {
-	case <-stdinClosed:
-		return nil
-	case err := <-failed:
-		if errors.Is(err, io.EOF) {
-			return nil // the benchmark is done
-		}
-		return err
-	}
+	return untilStdinCloses(failed)
 }
