@@ -103,7 +103,19 @@ func runFloor(o *common, cfg floorConfig) (any, error) {
 		return nil, err
 	}
 	defer child.stop()
+	// Accept ends early if the reader exits, or setup takes too long.
+	acceptDone := make(chan struct{})
+	go func() {
+		select {
+		case <-child.exited:
+		case <-time.After(o.setupTimeout):
+		case <-acceptDone:
+			return
+		}
+		_ = ln.Close()
+	}()
 	acc := <-accepted
+	close(acceptDone)
 	defer func() {
 		child.stop() // first, or it reads the closes as a failure
 		for _, c := range acc.conns {
@@ -111,7 +123,7 @@ func runFloor(o *common, cfg floorConfig) (any, error) {
 		}
 	}()
 	if acc.err != nil {
-		return nil, fmt.Errorf("accept: %w", acc.err)
+		return nil, fmt.Errorf("accept %d connections (the reader exited, or -setup-timeout passed): %w", cfg.members, acc.err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.setupTimeout)
 	_, err = child.expect(ctx, "ready")
