@@ -556,20 +556,10 @@ func (c *conn) rebind(ctx context.Context) (bool, error) {
 	return true, errors.Join(errs...)
 }
 
-// closeConcurrency is how many ended connections clean up at once: remove
-// their directory entries and report their close. When thousands leave
-// together (a network blip, a load balancer's restart), the rest wait on
-// one channel send each instead of all waiting inside the Redis client's
-// pool, whose wait is a three-way select. Every waiting goroutine holds a
-// runtime sudog per case, the runtime keeps the freed ones in a list, and
-// the next garbage collection walks that list with the world stopped:
-// 5,000 connections leaving at once cost the gateways of the benchmark a
-// 1.0-1.3 ms pause, where 0.1 ms is usual. The Redis client's pool holds
-// 10 connections per CPU, so more at once would only wait there.
-const closeConcurrency = 16
-
 // finish runs once when the connection has ended: it forgets the
-// connection, removes its directory entry and reports the close to a worker.
+// connection and has the gateway's closer remove its directory entries and
+// report the close to a worker (cleanUp). The gateway's wait group counts
+// that cleanup until it is done.
 func (c *conn) finish(err error) {
 	c.finishOnce.Do(func() {
 		c.cut()
@@ -577,34 +567,42 @@ func (c *conn) finish(err error) {
 		g.connsMu.Lock()
 		delete(g.conns, c.id)
 		g.connsMu.Unlock()
-
-		g.cleanups <- struct{}{}
-		defer func() { <-g.cleanups }()
-		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.DirectoryTimeout)
-		defer cancel()
-		c.mu.Lock()
-		c.closed = true
-		uid, session, version := c.uid, c.session, c.version
-		if uid != "" {
-			if err := g.dir.Unbind(ctx, c.id, uid); err != nil {
-				g.log.Error("unbind closed connection", "client_id", c.id, "uid", uid, "err", err)
-			}
-		}
-		for group := range c.groups {
-			if err := g.dir.LeaveGroup(ctx, c.id, group); err != nil {
-				g.log.Error("leave group of closed connection", "client_id", c.id, "err", err)
-			}
-		}
-		c.mu.Unlock()
-
-		code := websocket.CloseStatus(err)
-		if code == -1 {
-			code = websocket.StatusAbnormalClosure
-		}
-		ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session, StateVersion: version, Kind: &linkv1.Event_Closed{Closed: &linkv1.Closed{Code: int32(code)}}}
-		if !g.dispatch(ctx, c, ev) {
-			g.log.Warn("close event not delivered: no worker", "client_id", c.id)
-		}
-		c.setWorker(nil)
+		g.wg.Add(1) // while the connection's own count is held: Close cannot be done waiting
+		g.closer.do(func() {
+			defer g.wg.Done()
+			c.cleanUp(err)
+		})
 	})
+}
+
+// cleanUp removes the ended connection's directory entries and reports its
+// close, ended by err, to a worker.
+func (c *conn) cleanUp(err error) {
+	g := c.g
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.DirectoryTimeout)
+	defer cancel()
+	c.mu.Lock()
+	c.closed = true
+	uid, session, version := c.uid, c.session, c.version
+	if uid != "" {
+		if err := g.dir.Unbind(ctx, c.id, uid); err != nil {
+			g.log.Error("unbind closed connection", "client_id", c.id, "uid", uid, "err", err)
+		}
+	}
+	for group := range c.groups {
+		if err := g.dir.LeaveGroup(ctx, c.id, group); err != nil {
+			g.log.Error("leave group of closed connection", "client_id", c.id, "err", err)
+		}
+	}
+	c.mu.Unlock()
+
+	code := websocket.CloseStatus(err)
+	if code == -1 {
+		code = websocket.StatusAbnormalClosure
+	}
+	ev := &linkv1.Event{ClientId: c.id, Uid: uid, Session: session, StateVersion: version, Kind: &linkv1.Event_Closed{Closed: &linkv1.Closed{Code: int32(code)}}}
+	if !g.dispatch(ctx, c, ev) {
+		g.log.Warn("close event not delivered: no worker", "client_id", c.id)
+	}
+	c.setWorker(nil)
 }

@@ -163,9 +163,7 @@ type Gateway struct {
 	seq    atomic.Uint64
 	wg     sync.WaitGroup // connection goroutines
 	admit  admission
-	// cleanups admits closeConcurrency connections at a time to the
-	// directory cleanup and close event of finish.
-	cleanups chan struct{}
+	closer closer // the ended connections' cleanups
 	// rateLimited is the error frame a frame over the rate limit gets.
 	rateLimited []byte
 	writeRule   writeRule // how every connection's wire writes
@@ -201,7 +199,6 @@ func New(cfg Config, dir directory.Directory, log *slog.Logger) (*Gateway, error
 		cfg:         cfg, dir: dir, log: log.With("gateway_id", cfg.ID),
 		ctx: ctx, cancel: cancel, admit: admission{max: cfg.MaxConns, perIP: cfg.MaxConnsPerIP},
 		conns: make(map[string]*conn), links: make(map[*link]struct{}), linkAdded: make(chan struct{}),
-		cleanups: make(chan struct{}, closeConcurrency),
 		// The send queue's limit closes a slow client first; beyond it, a
 		// wire owes only what the library writes by itself (pongs, a close).
 		writeRule: writeRule{timeout: cfg.WriteTimeout, limit: cfg.SendQueueBytes + min(backlogSlack, math.MaxInt64-cfg.SendQueueBytes)},
