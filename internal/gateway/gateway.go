@@ -161,7 +161,7 @@ type Gateway struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	seq    atomic.Uint64
-	wg     sync.WaitGroup // connection goroutines
+	wg     sync.WaitGroup // connection goroutines and their cleanups (closer)
 	admit  admission
 	closer closer // the ended connections' cleanups
 	// rateLimited is the error frame a frame over the rate limit gets.
