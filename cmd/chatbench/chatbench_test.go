@@ -46,6 +46,26 @@ func TestSumTrees(t *testing.T) {
 	}
 }
 
+// TestSumTreesNested: a watched process inside another watched tree (a
+// server the benchmark started itself) counts for itself, not for the
+// tree it is in.
+func TestSumTreesNested(t *testing.T) {
+	procs := map[int]procStat{
+		1:  {ppid: 0, ticks: 1000},
+		50: {ppid: 1, ticks: 3},  // chatbench
+		51: {ppid: 50, ticks: 8}, // a relay it started
+		52: {ppid: 51, ticks: 2}, // the relay's child
+		53: {ppid: 50, ticks: 4}, // an idle helper
+	}
+	got, err := sumTrees(procs, []namedPID{{"relay1", 51}, {selfName, 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["relay1"] != 10 || got[selfName] != 7 {
+		t.Errorf("sumTrees = %v, want relay1 10, %s 7", got, selfName)
+	}
+}
+
 func TestParseRSS(t *testing.T) {
 	kb, err := parseRSS([]byte("Name:\tgateway\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t9\n"))
 	if err != nil || kb != 12345 {
@@ -111,7 +131,7 @@ func TestPidList(t *testing.T) {
 	if len(l) != 2 || l[1] != (namedPID{"postgres", 20}) || l.String() != "gateway1=10,postgres=20" {
 		t.Errorf("pidList = %v", l)
 	}
-	for _, bad := range []string{"x", "x=", "=3", "x=-1", "a=1,a=2"} {
+	for _, bad := range []string{"x", "x=", "=3", "x=-1", "a=1,a=2", selfName + "=5"} {
 		if err := l.Set(bad); err == nil {
 			t.Errorf("Set(%q) accepted", bad)
 		}

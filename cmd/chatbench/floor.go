@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -132,7 +131,7 @@ func runFloor(o *common, cfg floorConfig) (any, error) {
 		return nil, err
 	}
 	if !o.quiet {
-		fmt.Fprintf(os.Stderr, "floor: %d connections open\n", cfg.members)
+		logf("floor: %d connections open", cfg.members)
 	}
 	frame := make([]byte, cfg.frameBytes)
 	var lat, write []int64

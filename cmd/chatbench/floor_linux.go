@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"sync"
@@ -105,16 +105,9 @@ func runFloorChild(cfg floorConfig) error {
 
 // sockaddr parses an IPv4 host:port.
 func sockaddr(addr string) (*syscall.SockaddrInet4, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("-addr: %w", err)
-	}
-	ip := net.ParseIP(host).To4()
-	p, err := strconv.Atoi(port)
-	if ip == nil || err != nil {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
 		return nil, fmt.Errorf("-addr %q: want IPv4 host:port", addr)
 	}
-	sa := &syscall.SockaddrInet4{Port: p}
-	copy(sa.Addr[:], ip)
-	return sa, nil
+	return &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, nil
 }

@@ -248,7 +248,11 @@ func (o *common) header() header {
 
 // self names the benchmark's own process (and its children) for the CPU
 // window.
-func self() []namedPID { return []namedPID{{name: "chatbench", pid: os.Getpid()}} }
+func self() []namedPID { return []namedPID{{name: selfName, pid: os.Getpid()}} }
+
+// selfName names the benchmark's own processes in a CPU window; -pids may
+// not use it.
+const selfName = "chatbench"
 
 // tagList is the -tag flag.
 type tagList struct{ m map[string]string }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -45,6 +46,9 @@ func (l *pidList) Set(s string) error {
 		}
 		if seen[name] {
 			return fmt.Errorf("name %q given twice", name)
+		}
+		if name == selfName {
+			return fmt.Errorf("name %q is the benchmark's own", name)
 		}
 		seen[name] = true
 		*l = append(*l, namedPID{name: name, pid: pid})
@@ -254,20 +258,27 @@ func newCPUWindow(watched []namedPID, self []namedPID, metrics []metricsTarget) 
 	return &cpuWindow{watched: watched, self: self, gc: newGCWindow(metrics)}
 }
 
+// sample returns the ticks of the watched processes and of the
+// benchmark's own. The trees are summed together, so that a process
+// belongs to its nearest watched or own ancestor: servers the benchmark
+// started itself (the relay scenario's) count as servers, not as its own.
 func (w *cpuWindow) sample() (map[string]int64, map[string]int64, error) {
 	procs, err := allStats()
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := sumTrees(procs, w.watched)
+	sums, err := sumTrees(procs, append(slices.Clone(w.watched), w.self...))
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := sumTrees(procs, w.self)
-	if err != nil {
-		return nil, nil, err
+	pick := func(ps []namedPID) map[string]int64 {
+		m := make(map[string]int64, len(ps))
+		for _, p := range ps {
+			m[p.name] = sums[p.name]
+		}
+		return m
 	}
-	return a, b, nil
+	return pick(w.watched), pick(w.self), nil
 }
 
 func (w *cpuWindow) start() error {

@@ -95,55 +95,12 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 	case cfg.msgBytes < 8:
 		return nil, errors.New("-message-bytes must be at least 8 (the sequence number)")
 	}
-	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	ch, err := startRelayChains(o, cfg)
+	defer ch.close()
 	if err != nil {
 		return nil, err
 	}
-	defer sink.Close()
-	var relays []*helper
-	var ins, outs []net.Conn
-	defer func() {
-		for _, c := range ins {
-			_ = c.Close()
-		}
-		for _, r := range relays {
-			r.stop()
-		}
-		for _, c := range outs {
-			_ = c.Close()
-		}
-	}()
-	watched := make([]namedPID, cfg.chains*cfg.hops)
-	for c := range cfg.chains {
-		// Start the chain from its end: each process dials the next, the
-		// last the sink.
-		next := sink.Addr().String()
-		for i := cfg.hops - 1; i >= 0; i-- {
-			n := c*cfg.hops + i + 1
-			r, err := startRelayChild(next, cfg)
-			if err != nil {
-				return nil, fmt.Errorf("relay %d: %w", n, err)
-			}
-			relays = append(relays, r)
-			watched[n-1] = namedPID{name: "relay" + strconv.Itoa(n), pid: r.cmd.Process.Pid}
-			ctx, cancel := context.WithTimeout(context.Background(), o.setupTimeout)
-			next, err = r.expect(ctx, "listening ")
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("relay %d: %w", n, err)
-			}
-		}
-		in, err := net.Dial("tcp", next)
-		if err != nil {
-			return nil, err
-		}
-		ins = append(ins, in)
-		out, err := sink.Accept()
-		if err != nil {
-			return nil, err
-		}
-		outs = append(outs, out)
-	}
+	ins, outs, watched := ch.ins, ch.outs, ch.watched
 
 	period := time.Duration(float64(time.Second) / cfg.rate)
 	total := int64((cfg.warmup + cfg.duration) / period)
@@ -183,17 +140,13 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 		close(readDone)
 	}()
 
-	// The window counts the relays' CPU; the benchmark's own, which its
-	// process tree would mix with theirs, is its getrusage.
-	w := newCPUWindow(watched, nil, nil)
-	var selfCPU time.Duration
+	w := newCPUWindow(watched, self(), nil)
 	msg := make([]byte, cfg.msgBytes)
 	for i := range total {
 		if i == first {
 			if err := w.start(); err != nil {
 				return nil, err
 			}
-			selfCPU = processCPU()
 		}
 		if d := time.Until(due(i)); d > 0 {
 			time.Sleep(d)
@@ -206,7 +159,6 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 	if err := w.stop(time.Since(due(first)).Seconds()); err != nil {
 		return nil, err
 	}
-	selfCPU = processCPU() - selfCPU
 	select {
 	case <-readDone:
 	case <-time.After(cfg.drain):
@@ -240,11 +192,76 @@ func runRelay(o *common, cfg relayConfig) (any, error) {
 		CPU:      w.report("message", units),
 	}
 	if res.CPU != nil {
-		res.CPU.ClientS = round3(selfCPU.Seconds())
-		res.CPU.OtherS = round3(res.CPU.HostBusyS - res.CPU.Seconds["total"] - res.CPU.ClientS)
 		res.PerHopUS = round3(res.CPU.Seconds["total"] * 1e6 / float64(units) / float64(cfg.hops))
 	}
 	return res, nil
+}
+
+// relayChains is the relay scenario's processes and its ends of them.
+type relayChains struct {
+	sink    net.Listener
+	relays  []*helper
+	ins     []net.Conn // chain c's first process reads ins[c]
+	outs    []net.Conn // chain c's last process writes outs[c]
+	watched []namedPID // the relays, relay1 first
+}
+
+// startRelayChains starts cfg.chains chains of cfg.hops forwarding
+// processes. What it started is in the result, also on error: close it.
+func startRelayChains(o *common, cfg relayConfig) (*relayChains, error) {
+	ch := &relayChains{watched: make([]namedPID, cfg.chains*cfg.hops)}
+	var err error
+	if ch.sink, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return ch, err
+	}
+	for c := range cfg.chains {
+		// Start the chain from its end: each process dials the next, the
+		// last the sink.
+		next := ch.sink.Addr().String()
+		for i := cfg.hops - 1; i >= 0; i-- {
+			n := c*cfg.hops + i + 1
+			r, err := startRelayChild(next, cfg)
+			if err != nil {
+				return ch, fmt.Errorf("relay %d: %w", n, err)
+			}
+			ch.relays = append(ch.relays, r)
+			ch.watched[n-1] = namedPID{name: "relay" + strconv.Itoa(n), pid: r.cmd.Process.Pid}
+			ctx, cancel := context.WithTimeout(context.Background(), o.setupTimeout)
+			next, err = r.expect(ctx, "listening ")
+			cancel()
+			if err != nil {
+				return ch, fmt.Errorf("relay %d: %w", n, err)
+			}
+		}
+		in, err := net.Dial("tcp", next)
+		if err != nil {
+			return ch, err
+		}
+		ch.ins = append(ch.ins, in)
+		out, err := ch.sink.Accept()
+		if err != nil {
+			return ch, err
+		}
+		ch.outs = append(ch.outs, out)
+	}
+	return ch, nil
+}
+
+// close ends the chains: the first processes see their input close, and
+// each relay is stopped before the benchmark's reading ends close.
+func (ch *relayChains) close() {
+	for _, c := range ch.ins {
+		_ = c.Close()
+	}
+	for _, r := range ch.relays {
+		r.stop()
+	}
+	for _, c := range ch.outs {
+		_ = c.Close()
+	}
+	if ch.sink != nil {
+		_ = ch.sink.Close()
+	}
 }
 
 // startRelayChild starts a forwarding process that sends on to next.
