@@ -148,7 +148,7 @@ log_of() { # name
 # servers share the host's cores with Redis, PostgreSQL and chatbench;
 # with Go's default of one P per core each, every process spins, steals and
 # stops the world across all cores, which cost the 2-core machine ~2x the
-# CPU per say and stretched GC pauses to several ms (README, Performance).
+# CPU per say and stretched GC pauses to several ms (bench/HISTORY.md).
 # One P each is what a container with a 1-CPU limit gets from Go anyway.
 server_env=()
 gomaxprocs=${BENCH_GOMAXPROCS:-1}

@@ -70,7 +70,7 @@ func RunGateway(ctx context.Context, cfg GatewayConfig, log *slog.Logger) error 
 // one. A gateway's heap is mostly the long-lived state of its connections
 // and it allocates little per frame, so collecting at half the usual
 // growth costs little CPU and holds each connection in ~2 KB less memory
-// (README, Performance); -gc-floor-mib keeps a small heap from collecting
+// (bench/HISTORY.md); -gc-floor-mib keeps a small heap from collecting
 // too often.
 const GatewayGOGC = 50
 

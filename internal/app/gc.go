@@ -15,7 +15,7 @@ const DefaultGOGC = 100
 // defaultGCFloorMiB: a busy worker or gateway holds a few MiB live, so at
 // GOGC it collected several times a second; with 32 MiB of room the chat
 // benchmark's workers spent ~8% and its gateways ~4% less CPU per message
-// (README, Performance), for at most that much more memory per process.
+// (bench/HISTORY.md), for at most that much more memory per process.
 const defaultGCFloorMiB = 32
 
 // GCFlags registers -gc-floor-mib, a setting of the whole process like the

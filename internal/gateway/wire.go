@@ -206,7 +206,7 @@ func noWait(op string, raw func(func(fd uintptr) bool) error, call func(fd int, 
 // Go's sysmon thread when the process was asleep, and lets sysmon hand the
 // P to another thread during a write that takes the kernel long (the
 // loopback TCP path delivers to the receiver inline). A 10,000-member
-// fan-out took 11-29% less gateway CPU with them (README, Performance).
+// fan-out took 11-29% less gateway CPU with them (bench/HISTORY.md).
 // The peek of waitReadable, once per message that comes in, stays a
 // plain call: no gain was measured for it.
 func writeNoWait(fd int, p []byte) (int, error) {

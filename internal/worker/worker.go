@@ -44,7 +44,7 @@ type Config struct {
 // DefaultPostLinger is the worker processes' default Config.PostLinger.
 // It is the says' default linger, so that a batch's saves ride with the
 // next batch's texts. At 2,200 say/s it cut the gateways' and workers' CPU
-// per say by about a tenth (README, Performance).
+// per say by about a tenth (bench/HISTORY.md).
 const DefaultPostLinger = 5 * time.Millisecond
 
 func (c *Config) fill() {
