@@ -18,9 +18,22 @@ const chatbenchTimeout = 60 * time.Second
 
 // TestBenchSmoke runs the benchmark command (cmd/chatbench) in tiny
 // configurations against the e2e cluster: it must exit 0 and print one
-// JSON result line. Nothing about speed is checked.
+// JSON result line; then chatbench summary must make a table of those
+// lines. Nothing about speed is checked.
 func TestBenchSmoke(t *testing.T) {
 	c := startCluster(t)
+	var lines, scenarios []string
+	// record runs chatbench as runChatbench does and keeps its line.
+	record := func(t *testing.T, args ...string) map[string]any {
+		t.Helper()
+		res := runChatbench(t, c, args...)
+		b, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, scenarios = append(lines, string(b)), append(scenarios, args[0])
+		return res
+	}
 	var urls, pushes, pids []string
 	for i, g := range c.gateways {
 		urls = append(urls, g.wsURL)
@@ -36,27 +49,27 @@ func TestBenchSmoke(t *testing.T) {
 	t.Run("chat", func(t *testing.T) {
 		// Open loop at 40 say/s over 2 pairs: 10 per connection and second,
 		// far below the gateway's per-client message rate.
-		res := runChatbench(t, c, "chat", "-mode", "open", "-rate", "40", "-pairs", "2",
+		res := record(t, "chat", "-mode", "open", "-rate", "40", "-pairs", "2",
 			"-duration", "1s", "-warmup", "200ms", "-ws", ws, "-pids", pidList)
 		if d := num(t, res, "delivered"); d <= 0 {
 			t.Errorf("delivered = %v, want > 0", d)
 		}
 	})
 	t.Run("fanout", func(t *testing.T) {
-		res := runChatbench(t, c, "fanout", "-op", "group", "-members", "6", "-rounds", "3",
+		res := record(t, "fanout", "-op", "group", "-members", "6", "-rounds", "3",
 			"-ws", ws, "-push-http", strings.Join(pushes, ","), "-pids", pidList)
 		if d := num(t, res, "delivered"); d <= 0 {
 			t.Errorf("delivered = %v, want > 0", d)
 		}
 	})
 	t.Run("host", func(t *testing.T) {
-		res := runChatbench(t, c, "host", "-duration", "200ms", "-threads", "1")
+		res := record(t, "host", "-duration", "200ms", "-threads", "1")
 		if f := num(t, res, "lost_fraction"); f < 0 || f > 1 {
 			t.Errorf("lost_fraction = %v, want a fraction", f)
 		}
 	})
 	t.Run("floor", func(t *testing.T) {
-		res := runChatbench(t, c, "floor", "-members", "20", "-rounds", "3", "-warmup-rounds", "1")
+		res := record(t, "floor", "-members", "20", "-rounds", "3", "-warmup-rounds", "1")
 		lat, _ := res["latency"].(map[string]any)
 		if n, _ := lat["n"].(float64); n != 3 {
 			t.Errorf("latency.n = %v, want 3 rounds", lat["n"])
@@ -66,16 +79,33 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	})
 	t.Run("relay", func(t *testing.T) {
-		res := runChatbench(t, c, "relay", "-hops", "2", "-chains", "2", "-rate", "50", "-duration", "500ms", "-warmup", "100ms")
+		res := record(t, "relay", "-hops", "2", "-chains", "2", "-rate", "50", "-duration", "500ms", "-warmup", "100ms")
 		if sent, lost := num(t, res, "sent"), num(t, res, "lost"); sent <= 0 || lost != 0 {
 			t.Errorf("sent %v, lost %v; want some sent and none lost", sent, lost)
 		}
 	})
 	t.Run("idle", func(t *testing.T) {
-		res := runChatbench(t, c, "idle", "-n", "6", "-settle", "0s", "-ws", ws,
+		res := record(t, "idle", "-n", "6", "-settle", "0s", "-ws", ws,
 			"-pids", fmt.Sprintf("gateway0=%d", c.gateways[0].cmd.Process.Pid))
 		if n := num(t, res, "conns"); n != 6 {
 			t.Errorf("conns = %v, want 6", n)
+		}
+	})
+	t.Run("summary", func(t *testing.T) {
+		if len(lines) == 0 {
+			t.Skip("no result lines: -run left out the subtests that make them")
+		}
+		cmd := exec.Command(filepath.Join(binDir, "chatbench"), "summary", "-")
+		cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+		out, err := cmd.CombinedOutput()
+		t.Logf("chatbench summary:\n%s", out)
+		if err != nil {
+			t.Fatalf("chatbench summary: %v", err)
+		}
+		for _, scenario := range scenarios {
+			if !strings.Contains(string(out), "\n| "+scenario+" | ") {
+				t.Errorf("the summary has no row for %s", scenario)
+			}
 		}
 	})
 }

@@ -36,14 +36,16 @@
 #              pauses under load
 # then, each on a fresh cluster of 1, 2 and 4 gateways (BENCH_SCALE_GATEWAYS),
 # and again in reverse order (BENCH_SCALE_PASSES, 2; 1 with SMOKE=1):
-#   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say; the suite
-#              ends by printing each count's mean and its ratio to 1 gateway
+#   chat       open loop at BENCH_SCALE_RATE say/s: CPU per say; the suite's
+#              summary gives each count's mean and its ratio to 1 gateway
 # then, on a fresh cluster of 2 gateways and one worker:
 #   chat       open loop at BENCH_RATE say/s (chat-open-1worker)
 # then, on a fresh cluster of 2 gateways whose workers run -save-linger 0:
 #   chat       open loop at BENCH_RATE say/s (chat-open-nolinger): the
 #              latency end of the CPU/latency trade
-# and host once more (host-end), with every cluster stopped.
+# and host once more (host-end), with every cluster stopped. It ends by
+# printing the suite's lines as a Markdown table, each run beside the target
+# it answers to (chatbench summary; bench/README.md).
 #
 # Settings (environment): BENCH_DIR (state: binaries, logs, PostgreSQL data;
 # default /tmp/gatewire-bench), BENCH_RESULTS (the results file), BENCH_BIND
@@ -364,7 +366,7 @@ server_metrics() { join ${metrics_urls[@]+"${metrics_urls[@]}"}; }
 
 mkdir -p "$(dirname "$results")"
 # bench RUN-NAME chatbench-args...: runs chatbench, prints its line and
-# appends it to the results.
+# appends it to the results and to this suite's own lines.
 bench() {
 	local run=$1; shift
 	echo "== $run: chatbench $*"
@@ -378,20 +380,7 @@ bench() {
 	}
 	echo "$line"
 	echo "$line" >>"$results"
-	last_line=$line
-}
-
-# cpu_total LINE: the cluster's CPU per unit (cpu.cpu_ms_per_unit.total) of
-# a chatbench line.
-cpu_total() { sed -n 's/.*"cpu_ms_per_unit":{[^}]*"total":\([0-9.]*\).*/\1/p' <<<"$1"; }
-
-# cpu_gatewire LINE: the CPU per unit of gatewire's own processes
-# (register, gateways, workers) of a chatbench line: the part of the
-# total that the gateway count can change; PostgreSQL's share moves with
-# the host by as much.
-cpu_gatewire() {
-	sed -n 's/.*"cpu_ms_per_unit":{\([^}]*\)}.*/\1/p' <<<"$1" | tr ',' '\n' |
-		awk -F: '$1 ~ /^"(register|gateway[0-9]+|worker[0-9]+)"$/ { s += $2 } END { print s + 0 }'
+	echo "$line" >>"$suite_lines"
 }
 
 if [ "${1:-}" = run ]; then
@@ -408,6 +397,8 @@ if [ "${1:-}" = run ]; then
 fi
 
 echo "== suite ($suite), results to $results"
+suite_lines=$dir/suite-$suite.jsonl
+: >"$suite_lines"
 bench host host -duration "$host_duration"
 cluster_up 2
 bench idle idle -ws "${ws_urls[0]}" -n "$idle_n" -settle "$settle" -pids "gateway1=$(pid_of gateway1)" \
@@ -445,10 +436,9 @@ stop_matching 'gc-idle'
 # Scaling: a fresh cluster per gateway count, in BENCH_SCALE_GATEWAYS
 # order and then, in a second pass, in reverse (1 2 4 4 2 1), so that what
 # drifts over the suite (the table growing, the host's load) weighs on
-# every count alike. The ratios printed at the end are of each count's mean
-# CPU per say over the passes, against the first count's: the whole
+# every count alike. The summary at the end gives each count's mean CPU
+# per say over the passes and its ratio to the first count's: the whole
 # cluster's, and gatewire's own processes' alone.
-declare -A scale_sum=() scale_own=()
 counts=($scale_gateways)
 order=("${counts[@]}")
 for ((pass = 1; pass <= scale_passes; pass++)); do
@@ -458,16 +448,8 @@ for ((pass = 1; pass <= scale_passes; pass++)); do
 		bench "scale-$g" chat -mode open -rate "$scale_rate" -ws "$(join "${ws_urls[@]}")" -pairs "$scale_pairs" \
 			-duration "$duration" -warmup "$warmup" -drain "$drain" -pids "$(server_pids)" -metrics "$(server_metrics)" \
 			-tag "gateways=$g" -tag "scale_pass=$pass"
-		scale_sum[$g]=$(awk -v a="${scale_sum[$g]:-0}" -v b="$(cpu_total "$last_line")" 'BEGIN { print a + b }')
-		scale_own[$g]=$(awk -v a="${scale_own[$g]:-0}" -v b="$(cpu_gatewire "$last_line")" 'BEGIN { print a + b }')
 	done
 	order=($(printf '%s\n' "${order[@]}" | tac))
-done
-scale_summary=""
-for g in "${counts[@]}"; do
-	scale_summary+=$(awk -v g="$g" -v s="${scale_sum[$g]}" -v base="${scale_sum[${counts[0]}]}" \
-		-v o="${scale_own[$g]}" -v obase="${scale_own[${counts[0]}]}" -v n="$scale_passes" \
-		'BEGIN { printf " %d gateway(s) %.3f ms/say (ratio %.2f; gatewire processes %.3f, ratio %.2f);", g, s / n, s / base, o / n, o / obase }')
 done
 # chat-open-1worker: the open loop once more, on a fresh cluster of 2
 # gateways and one worker, which on a small machine costs less than two
@@ -487,5 +469,5 @@ bench chat-open-nolinger chat -mode open -rate "$rate" -ws "$(join "${ws_urls[@]
 	-tag "save_linger=0"
 cluster_down
 bench host-end host -duration "$host_duration"
-echo "== scaling, mean over $scale_passes pass(es):$scale_summary"
-echo "== done; results appended to $results"
+echo "== done; results appended to $results. The suite against the targets (chatbench summary $suite_lines):"
+"$dir/bin/chatbench" summary "$suite_lines"

@@ -10,6 +10,7 @@
 //	chatbench host   -duration 10s                       how much of the time the vCPUs are away
 //	chatbench floor  -members K                          the kernel's own cost of a K-connection fan-out
 //	chatbench relay  -hops N -rate R                     what crossing N Go processes costs a message at rate R
+//	chatbench summary [-commit C] [FILE]                 a suite's lines as a Markdown table, against the targets
 //
 // The scenario may also be given as -scenario. bench/README.md describes
 // every flag and every field of the output; scripts/bench.sh runs the
@@ -33,7 +34,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout))
 }
 
 // exitUsage is the exit status of a bad command line.
@@ -54,7 +55,10 @@ var scenarioFlags = map[string]func(*flag.FlagSet) func(*common) (any, error){
 }
 
 // run runs one scenario and returns the exit status.
-func run(args []string, stdout io.Writer) int {
+func run(args []string, stdin io.Reader, stdout io.Writer) int {
+	if len(args) > 0 && args[0] == summaryScenario {
+		return runSummary(args[1:], stdin, stdout)
+	}
 	scenario := ""
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		scenario, args = args[0], args[1:]
@@ -78,7 +82,7 @@ func run(args []string, stdout io.Writer) int {
 	}
 	flagsOf, ok := scenarioFlags[scenario]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "usage: chatbench idle|chat|fanout|host|floor|relay [flags] (or -scenario NAME); chatbench NAME -h lists the flags\n")
+		fmt.Fprintf(os.Stderr, "usage: chatbench idle|chat|fanout|host|floor|relay [flags] (or -scenario NAME); chatbench NAME -h lists the flags\n       %s\n", summaryUsage)
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("chatbench "+scenario, flag.ContinueOnError)
