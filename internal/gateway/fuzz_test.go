@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/gateway"
+	"github.com/gatewire/gatewire/internal/linktest"
 	"github.com/gatewire/gatewire/internal/worker"
 	registerv1 "github.com/gatewire/gatewire/proto/gatewire/register/v1"
 )
@@ -56,7 +57,7 @@ func FuzzGatewayFrames(f *testing.F) {
 // fuzzRig is a gateway and a worker running an echoHandler, with the
 // client currently connected to the gateway.
 type fuzzRig struct {
-	g      *gatewayServer
+	g      *linktest.Gateway
 	h      *echoHandler
 	w      *worker.Worker
 	cancel context.CancelFunc
@@ -69,10 +70,10 @@ type fuzzRig struct {
 // startFuzzRig starts the rig; everything stops when tb ends.
 func startFuzzRig(tb testing.TB) *fuzzRig {
 	tb.Helper()
-	g := serveTestGateway(tb, gateway.Config{ReadLimit: fuzzReadLimit, MessageRate: -1}, directory.NewMemory())
+	g := linktest.ServeGateway(tb, gateway.Config{ReadLimit: fuzzReadLimit, MessageRate: -1}, directory.NewMemory())
 
-	w := worker.New(worker.Config{DialOptions: insecureDial}, directory.NewMemory(), nil)
-	w.SetGateways([]*registerv1.Gateway{g.info()})
+	w := worker.New(worker.Config{DialOptions: linktest.InsecureDial}, directory.NewMemory(), nil)
+	w.SetGateways([]*registerv1.Gateway{g.Info()})
 	h := newEchoHandler(w.API())
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &fuzzRig{g: g, h: h, w: w, cancel: cancel, done: make(chan error, 1)}
@@ -82,22 +83,19 @@ func startFuzzRig(tb testing.TB) *fuzzRig {
 }
 
 // stop stops the client, the gateway, the worker and the servers, in the
-// order of cluster.shutdown.
+// order of a linktest.Cluster's.
 func (r *fuzzRig) stop(tb testing.TB) {
 	if r.cl != nil {
 		r.cl.closeNow()
 	}
-	r.g.gw.Close(websocket.StatusGoingAway, "fuzzing over")
+	r.g.GW.Close(websocket.StatusGoingAway, "fuzzing over")
 	r.cancel()
 	select {
 	case <-r.done:
-	case <-time.After(waitFor):
+	case <-time.After(linktest.WaitFor):
 		tb.Error("worker Run did not return after its context ended")
 	}
-	r.g.grpc.Stop()
-	_ = r.g.http.Close()
-	<-r.g.serveErr
-	<-r.g.serveErr
+	r.g.Stop()
 	if p := r.h.problems(); len(p) != 0 {
 		tb.Errorf("echo handler: %v", p)
 	}
@@ -109,7 +107,7 @@ func (r *fuzzRig) conn(t *testing.T) (*fuzzClient, string) {
 	if r.cl != nil {
 		return r.cl, r.id
 	}
-	cl, err := dialFuzzClient(r.g.wsAddr)
+	cl, err := dialFuzzClient(r.g.WSAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +150,7 @@ func (r *fuzzRig) check(t *testing.T, data []byte, binary bool) {
 		if m, ok := r.h.next(r.h.msgs, 0); ok {
 			t.Fatalf("a frame over the limit reached the worker: %d bytes", len(m.msg.Data))
 		}
-		if n := r.g.gw.ConnCount(); n != 0 {
+		if n := r.g.GW.ConnCount(); n != 0 {
 			t.Fatalf("ConnCount = %d after the only connection was closed", n)
 		}
 		return

@@ -19,6 +19,7 @@ import (
 	"github.com/gatewire/gatewire/internal/clientid"
 	"github.com/gatewire/gatewire/internal/directory"
 	"github.com/gatewire/gatewire/internal/gateway"
+	"github.com/gatewire/gatewire/internal/linktest"
 	"github.com/gatewire/gatewire/internal/worker"
 )
 
@@ -29,25 +30,25 @@ func TestMain(m *testing.M) {
 // TestClientIDs checks that every connection gets its own client_id, with
 // its gateway's id as prefix.
 func TestClientIDs(t *testing.T) {
-	c := newCluster(t)
-	g1, g2 := c.startGateway(gateway.Config{}), c.startGateway(gateway.Config{})
-	w := c.startWorker(g1, g2)
+	c := linktest.New(t)
+	g1, g2 := c.StartGateway(gateway.Config{}), c.StartGateway(gateway.Config{})
+	w := c.StartWorker(g1, g2)
 
 	seen := map[string]bool{}
-	for _, g := range []*gatewayServer{g1, g2, g1, g2, g1} {
-		id, _ := c.idOf(c.dial(g, true), w)
-		if gw, err := clientid.GatewayOf(id); err != nil || gw != g.gw.ID() {
-			t.Errorf("client_id %q: gateway %q, %v; want %q", id, gw, err, g.gw.ID())
+	for _, g := range []*linktest.Gateway{g1, g2, g1, g2, g1} {
+		id, _ := c.IDOf(c.Dial(g), w)
+		if gw, err := clientid.GatewayOf(id); err != nil || gw != g.GW.ID() {
+			t.Errorf("client_id %q: gateway %q, %v; want %q", id, gw, err, g.GW.ID())
 		}
 		if seen[id] {
 			t.Errorf("client_id %q issued twice", id)
 		}
 		seen[id] = true
 	}
-	if g1.gw.ID() == g2.gw.ID() {
-		t.Errorf("two gateways share the id %q", g1.gw.ID())
+	if g1.GW.ID() == g2.GW.ID() {
+		t.Errorf("two gateways share the id %q", g1.GW.ID())
 	}
-	if n := g1.gw.ConnCount(); n != 3 {
+	if n := g1.GW.ConnCount(); n != 3 {
 		t.Errorf("ConnCount = %d, want 3", n)
 	}
 }
@@ -55,25 +56,25 @@ func TestClientIDs(t *testing.T) {
 // TestReadLimit checks that a frame of ReadLimit bytes passes and a larger
 // one closes the connection with 1009.
 func TestReadLimit(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{ReadLimit: 1024})
-	w := c.startWorker(g)
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{ReadLimit: 1024})
+	w := c.StartWorker(g)
 
-	cl := c.dial(g, true)
-	id, _ := c.idOf(cl, w)
+	cl := c.Dial(g)
+	id, _ := c.IDOf(cl, w)
 	atLimit := "echo:" + strings.Repeat("a", 1024-len("echo:"))
-	cl.send(t, atLimit)
-	if got := cl.waitMessages(t, 1); got[0].data != atLimit[len("echo:"):] {
-		t.Fatalf("echo of a frame at the limit: got %d bytes", len(got[0].data))
+	cl.Send(t, atLimit)
+	if got := cl.WaitMessages(t, 1); got[0].Data != atLimit[len("echo:"):] {
+		t.Fatalf("echo of a frame at the limit: got %d bytes", len(got[0].Data))
 	}
 
-	cl.send(t, strings.Repeat("b", 1025))
-	err := cl.waitClosed(t)
+	cl.Send(t, strings.Repeat("b", 1025))
+	err := cl.WaitClosed(t)
 	if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig {
 		t.Errorf("close status = %v (%v), want %v", code, err, websocket.StatusMessageTooBig)
 	}
-	eventually(t, "OnClose", func() bool { return w.rec.has(id, evClose) })
-	if got := w.rec.messagesOf(id); len(got) != 1 {
+	linktest.Eventually(t, "OnClose", func() bool { return w.Rec.Has(id, linktest.EvClose) })
+	if got := w.Rec.MessagesOf(id); len(got) != 1 {
 		t.Errorf("the worker got %d messages, want only the one at the limit", len(got))
 	}
 }
@@ -82,14 +83,14 @@ func TestReadLimit(t *testing.T) {
 // once its send queue overflows, while sends to another client of the same
 // gateway all go through.
 func TestSlowClientClosed(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{SendQueue: 4})
-	w := c.startWorker(g)
-	api := w.w.API()
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{SendQueue: 4})
+	w := c.StartWorker(g)
+	api := w.W.API()
 
-	slow, fast := c.dial(g, false), c.dial(g, true)
-	idSlow, _ := c.idOf(slow, w)
-	idFast, _ := c.idOf(fast, w)
+	slow, fast := c.DialWith(g, linktest.DialOptions{NoRead: true}), c.Dial(g)
+	idSlow, _ := c.IDOf(slow, w)
+	idFast, _ := c.IDOf(fast, w)
 
 	// Frames big enough to fill the socket buffers soon; what the slow
 	// client is owed then grows past its send queue.
@@ -99,60 +100,60 @@ func TestSlowClientClosed(t *testing.T) {
 		if sent == 2000 {
 			t.Fatalf("the slow client was not closed after %d frames of %d bytes", sent, len(big))
 		}
-		switch err := api.SendToClient(testCtx(t), idSlow, big, true); {
+		switch err := api.SendToClient(linktest.Ctx(t), idSlow, big, true); {
 		case errors.Is(err, worker.ErrNotFound):
 			closed = true
 		case err != nil:
 			t.Fatalf("send %d to the slow client: %v", sent, err)
 		}
-		if err := api.SendToClient(testCtx(t), idFast, fmt.Appendf(nil, "f-%d", sent), false); err != nil {
+		if err := api.SendToClient(linktest.Ctx(t), idFast, fmt.Appendf(nil, "f-%d", sent), false); err != nil {
 			t.Fatalf("send %d to the fast client: %v", sent, err)
 		}
 	}
-	got := fast.waitMessages(t, sent)
+	got := fast.WaitMessages(t, sent)
 	for i, m := range got {
-		if want := fmt.Sprintf("f-%d", i); m.data != want {
-			t.Fatalf("fast client frame %d = %q, want %q", i, m.data, want)
+		if want := fmt.Sprintf("f-%d", i); m.Data != want {
+			t.Fatalf("fast client frame %d = %q, want %q", i, m.Data, want)
 		}
 	}
-	eventually(t, "OnClose of the slow client", func() bool { return w.rec.has(idSlow, evClose) })
-	if w.rec.has(idFast, evClose) || fast.closed() {
+	linktest.Eventually(t, "OnClose of the slow client", func() bool { return w.Rec.Has(idSlow, linktest.EvClose) })
+	if w.Rec.Has(idFast, linktest.EvClose) || fast.Closed() {
 		t.Fatal("the fast client was closed too")
 	}
 
 	// The slow client finds its connection closed once it reads what
 	// reached it. (Config.SendQueue documents a 1008 close; the gateway
 	// drops the connection without a close frame, so no status is checked.)
-	slow.ws.SetReadLimit(-1)
-	slow.read()
-	if err := slow.waitClosed(t); err == nil {
+	slow.WS.SetReadLimit(-1)
+	slow.Read()
+	if err := slow.WaitClosed(t); err == nil {
 		t.Error("the slow client's read ended without an error")
 	}
 
-	fast.send(t, "echo:still here")
-	if got := fast.waitMessages(t, sent+1); got[sent].data != "still here" {
-		t.Errorf("fast client got %q, want still here", got[sent].data)
+	fast.Send(t, "echo:still here")
+	if got := fast.WaitMessages(t, sent+1); got[sent].Data != "still here" {
+		t.Errorf("fast client got %q, want still here", got[sent].Data)
 	}
 }
 
 // TestWriteTimeout checks that a client whose socket stops taking frames is
 // cut after WriteTimeout even while its send queue still has room.
 func TestWriteTimeout(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{SendQueue: 100000, SendQueueBytes: 1 << 40, WriteTimeout: 100 * time.Millisecond})
-	w := c.startWorker(g)
-	api := w.w.API()
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{SendQueue: 100000, SendQueueBytes: 1 << 40, WriteTimeout: 100 * time.Millisecond})
+	w := c.StartWorker(g)
+	api := w.W.API()
 
-	stuck := c.dial(g, false)
-	id, _ := c.idOf(stuck, w)
+	stuck := c.DialWith(g, linktest.DialOptions{NoRead: true})
+	id, _ := c.IDOf(stuck, w)
 	// Enough to fill the socket buffers many times over; the queue never
 	// overflows, so only the write timeout can close the client.
 	big := make([]byte, 256<<10)
-	for sent := 0; !w.rec.has(id, evClose); sent++ {
+	for sent := 0; !w.Rec.Has(id, linktest.EvClose); sent++ {
 		if sent == 4000 {
 			t.Fatalf("the stuck client was not closed after %d frames of %d bytes", sent, len(big))
 		}
-		err := api.SendToClient(testCtx(t), id, big, true)
+		err := api.SendToClient(linktest.Ctx(t), id, big, true)
 		if errors.Is(err, worker.ErrNotFound) {
 			break
 		}
@@ -163,34 +164,34 @@ func TestWriteTimeout(t *testing.T) {
 			time.Sleep(10 * time.Millisecond) // the writer is blocked by now
 		}
 	}
-	eventually(t, "OnClose of the stuck client", func() bool { return w.rec.has(id, evClose) })
+	linktest.Eventually(t, "OnClose of the stuck client", func() bool { return w.Rec.Has(id, linktest.EvClose) })
 }
 
 // TestPing checks that a client that does not answer pings is closed while
 // a reading client stays open.
 func TestPing(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{PingInterval: 50 * time.Millisecond, PingMisses: 2})
-	w := c.startWorker(g)
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{PingInterval: 50 * time.Millisecond, PingMisses: 2})
+	w := c.StartWorker(g)
 
-	reader := c.dial(g, true)
-	idReader, _ := c.idOf(reader, w)
+	reader := c.Dial(g)
+	idReader, _ := c.IDOf(reader, w)
 	// coder/websocket answers pings only while reading: these two never
 	// read. Each is closed after two unanswered pings, so by the time the
 	// second is, the reading client has been pinged several times.
 	for range 2 {
-		mute := c.dial(g, false)
-		idMute, _ := c.idOf(mute, w)
-		eventually(t, "the mute client to be closed", func() bool { return w.rec.has(idMute, evClose) })
+		mute := c.DialWith(g, linktest.DialOptions{NoRead: true})
+		idMute, _ := c.IDOf(mute, w)
+		linktest.Eventually(t, "the mute client to be closed", func() bool { return w.Rec.Has(idMute, linktest.EvClose) })
 	}
-	if reader.closed() || w.rec.has(idReader, evClose) {
+	if reader.Closed() || w.Rec.Has(idReader, linktest.EvClose) {
 		t.Fatal("the reading client was closed")
 	}
-	reader.send(t, "echo:alive")
-	if got := reader.waitMessages(t, 1); got[0].data != "alive" {
+	reader.Send(t, "echo:alive")
+	if got := reader.WaitMessages(t, 1); got[0].Data != "alive" {
 		t.Errorf("reading client got %v, want [alive]", got)
 	}
-	if n := g.gw.ConnCount(); n != 1 {
+	if n := g.GW.ConnCount(); n != 1 {
 		t.Errorf("ConnCount = %d, want 1", n)
 	}
 }
@@ -198,28 +199,28 @@ func TestPing(t *testing.T) {
 // TestCloseCommand checks that closing a client with data delivers the
 // data, then closes with 1000.
 func TestCloseCommand(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{})
-	w := c.startWorker(g)
-	api := w.w.API()
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{})
+	w := c.StartWorker(g)
+	api := w.W.API()
 
-	cl := c.dial(g, true)
-	id, _ := c.idOf(cl, w)
-	if err := api.SendToClient(testCtx(t), id, []byte("first"), false); err != nil {
+	cl := c.Dial(g)
+	id, _ := c.IDOf(cl, w)
+	if err := api.SendToClient(linktest.Ctx(t), id, []byte("first"), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := api.CloseClient(testCtx(t), id, []byte("bye")); err != nil {
+	if err := api.CloseClient(linktest.Ctx(t), id, []byte("bye")); err != nil {
 		t.Fatalf("CloseClient: %v", err)
 	}
-	err := cl.waitClosed(t)
-	if got, want := cl.messages(), []wsMsg{{websocket.MessageText, "first"}, {websocket.MessageText, "bye"}}; !slices.Equal(got, want) {
+	err := cl.WaitClosed(t)
+	if got, want := cl.Messages(), []linktest.Frame{{Type: websocket.MessageText, Data: "first"}, {Type: websocket.MessageText, Data: "bye"}}; !slices.Equal(got, want) {
 		t.Errorf("client got %v, want %v", got, want)
 	}
 	if code := websocket.CloseStatus(err); code != websocket.StatusNormalClosure {
 		t.Errorf("close status = %v (%v), want 1000", code, err)
 	}
-	eventually(t, "OnClose", func() bool { return w.rec.has(id, evClose) })
-	if err := api.CloseClient(testCtx(t), id, nil); !errors.Is(err, worker.ErrNotFound) {
+	linktest.Eventually(t, "OnClose", func() bool { return w.Rec.Has(id, linktest.EvClose) })
+	if err := api.CloseClient(linktest.Ctx(t), id, nil); !errors.Is(err, worker.ErrNotFound) {
 		t.Errorf("CloseClient of a closed client = %v, want ErrNotFound", err)
 	}
 }
@@ -227,41 +228,41 @@ func TestCloseCommand(t *testing.T) {
 // TestGatewayClose checks that Close closes every client with the given
 // status, refuses new clients and can be called again.
 func TestGatewayClose(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{})
-	w := c.startWorker(g)
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{})
+	w := c.StartWorker(g)
 
-	clients := []*client{c.dial(g, true), c.dial(g, true), c.dial(g, true)}
+	clients := []*linktest.Client{c.Dial(g), c.Dial(g), c.Dial(g)}
 	ids := make([]string, len(clients))
 	for i, cl := range clients {
-		ids[i], _ = c.idOf(cl, w)
+		ids[i], _ = c.IDOf(cl, w)
 	}
 	closeGateway := func() {
 		t.Helper()
 		done := make(chan struct{})
-		go func() { defer close(done); g.gw.Close(websocket.StatusServiceRestart, "restart") }()
+		go func() { defer close(done); g.GW.Close(websocket.StatusServiceRestart, "restart") }()
 		select {
 		case <-done:
-		case <-time.After(waitFor):
+		case <-time.After(linktest.WaitFor):
 			t.Fatal("Gateway.Close did not return")
 		}
 	}
 	closeGateway()
 	for _, cl := range clients {
-		err := cl.waitClosed(t)
+		err := cl.WaitClosed(t)
 		var ce websocket.CloseError
 		if !errors.As(err, &ce) || ce.Code != websocket.StatusServiceRestart || ce.Reason != "restart" {
-			t.Errorf("client %s: closed with %v, want 1012 restart", cl.tag, err)
+			t.Errorf("client %s: closed with %v, want 1012 restart", cl.Tag, err)
 		}
 	}
-	if n := g.gw.ConnCount(); n != 0 {
+	if n := g.GW.ConnCount(); n != 0 {
 		t.Errorf("ConnCount after Close = %d, want 0", n)
 	}
 	for _, id := range ids {
-		eventually(t, "OnClose of "+id, func() bool { return w.rec.has(id, evClose) })
+		linktest.Eventually(t, "OnClose of "+id, func() bool { return w.Rec.Has(id, linktest.EvClose) })
 	}
 	closeGateway() // idempotent
-	if _, err := c.tryDial(g); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
+	if _, err := c.TryDial(g, linktest.DialOptions{}); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
 		t.Errorf("dial after Close: %v, want HTTP 503", err)
 	}
 }
@@ -272,9 +273,9 @@ func TestGatewayClose(t *testing.T) {
 // registers after Close walked the connections must be closed too.
 func TestCloseDuringHandshakes(t *testing.T) {
 	for round := range 5 {
-		c := newCluster(t)
-		g := c.startGateway(gateway.Config{})
-		c.startWorker(g)
+		c := linktest.New(t)
+		g := c.StartGateway(gateway.Config{})
+		c.StartWorker(g)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		for range 8 {
@@ -285,21 +286,21 @@ func TestCloseDuringHandshakes(t *testing.T) {
 						return
 					default:
 					}
-					cl, err := c.tryDial(g)
+					cl, err := c.TryDial(g, linktest.DialOptions{})
 					if err != nil {
 						return // refused: the gateway is closed
 					}
-					cl.read()
+					cl.Read()
 				}
 			})
 		}
-		eventually(t, "clients to connect", func() bool { return g.gw.ConnCount() >= 8 })
+		linktest.Eventually(t, "clients to connect", func() bool { return g.GW.ConnCount() >= 8 })
 		done := make(chan struct{})
-		go func() { defer close(done); g.gw.Close(websocket.StatusServiceRestart, "restart") }()
+		go func() { defer close(done); g.GW.Close(websocket.StatusServiceRestart, "restart") }()
 		select {
 		case <-done:
-		case <-time.After(waitFor):
-			t.Errorf("round %d: Gateway.Close did not return; %d connections still open", round, g.gw.ConnCount())
+		case <-time.After(linktest.WaitFor):
+			t.Errorf("round %d: Gateway.Close did not return; %d connections still open", round, g.GW.ConnCount())
 		}
 		close(stop)
 		wg.Wait()
@@ -312,21 +313,21 @@ func TestCloseDuringHandshakes(t *testing.T) {
 // TestNoWorker checks that a client is closed with 1013 when no worker is
 // linked within WorkerWait, and that clients are served once one links.
 func TestNoWorker(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{WorkerWait: 100 * time.Millisecond})
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{WorkerWait: 100 * time.Millisecond})
 
-	cl := c.dial(g, true)
-	err := cl.waitClosed(t)
+	cl := c.Dial(g)
+	err := cl.WaitClosed(t)
 	if code := websocket.CloseStatus(err); code != websocket.StatusTryAgainLater {
 		t.Errorf("close status = %v (%v), want %v", code, err, websocket.StatusTryAgainLater)
 	}
-	eventually(t, "the gateway to forget the client", func() bool { return g.gw.ConnCount() == 0 })
+	linktest.Eventually(t, "the gateway to forget the client", func() bool { return g.GW.ConnCount() == 0 })
 
-	w := c.startWorker(g)
-	cl = c.dial(g, true)
-	c.idOf(cl, w)
-	cl.send(t, "echo:served")
-	if got := cl.waitMessages(t, 1); got[0].data != "served" {
+	w := c.StartWorker(g)
+	cl = c.Dial(g)
+	c.IDOf(cl, w)
+	cl.Send(t, "echo:served")
+	if got := cl.WaitMessages(t, 1); got[0].Data != "served" {
 		t.Errorf("client got %v, want [served]", got)
 	}
 }
@@ -334,41 +335,41 @@ func TestNoWorker(t *testing.T) {
 // TestRepublish checks that Republish writes the entries of bound
 // connections again after they were purged from the directory.
 func TestRepublish(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{})
-	w := c.startWorker(g)
-	api := w.w.API()
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{})
+	w := c.StartWorker(g)
+	api := w.W.API()
 
-	bound, unbound := c.dial(g, true), c.dial(g, true)
-	idBound, _ := c.idOf(bound, w)
-	c.idOf(unbound, w)
-	if err := api.BindUID(testCtx(t), idBound, "rp"); err != nil {
+	bound, unbound := c.Dial(g), c.Dial(g)
+	idBound, _ := c.IDOf(bound, w)
+	c.IDOf(unbound, w)
+	if err := api.BindUID(linktest.Ctx(t), idBound, "rp"); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{idBound: "rp"}
-	purged, err := c.dir.PurgeGateway(testCtx(t), g.gw.ID())
+	purged, err := c.Dir.PurgeGateway(linktest.Ctx(t), g.GW.ID())
 	if err != nil || !maps.Equal(purged, want) {
 		t.Fatalf("PurgeGateway = %v, %v; want %v", purged, err, want)
 	}
-	if online, err := api.IsUIDOnline(testCtx(t), "rp"); err != nil || online {
+	if online, err := api.IsUIDOnline(linktest.Ctx(t), "rp"); err != nil || online {
 		t.Fatalf("IsUIDOnline after purge = %v, %v; want false", online, err)
 	}
 
-	if err := g.gw.Republish(testCtx(t)); err != nil {
+	if err := g.GW.Republish(linktest.Ctx(t)); err != nil {
 		t.Fatalf("Republish: %v", err)
 	}
-	entries, err := c.dir.GatewayEntries(testCtx(t), g.gw.ID())
+	entries, err := c.Dir.GatewayEntries(linktest.Ctx(t), g.GW.ID())
 	if err != nil || !maps.Equal(entries, want) {
 		t.Errorf("entries after Republish = %v, %v; want %v", entries, err, want)
 	}
-	if ids, err := api.ClientIDsByUID(testCtx(t), "rp"); err != nil || !slices.Equal(ids, []string{idBound}) {
+	if ids, err := api.ClientIDsByUID(linktest.Ctx(t), "rp"); err != nil || !slices.Equal(ids, []string{idBound}) {
 		t.Errorf("ClientIDsByUID after Republish = %v, %v; want [%s]", ids, err, idBound)
 	}
 	// The republished entry is a real binding: it goes away with the
 	// connection.
-	_ = bound.ws.CloseNow()
-	eventually(t, "OnClose", func() bool { return w.rec.has(idBound, evClose) })
-	if entries, err := c.dir.GatewayEntries(testCtx(t), g.gw.ID()); err != nil || len(entries) != 0 {
+	_ = bound.WS.CloseNow()
+	linktest.Eventually(t, "OnClose", func() bool { return w.Rec.Has(idBound, linktest.EvClose) })
+	if entries, err := c.Dir.GatewayEntries(linktest.Ctx(t), g.GW.ID()); err != nil || len(entries) != 0 {
 		t.Errorf("entries after the client left = %v, %v; want none", entries, err)
 	}
 }
@@ -377,21 +378,21 @@ func TestRepublish(t *testing.T) {
 // Send listing every client_id, then a SendAll): every client gets each
 // frame once and in order, and the results count every client.
 func TestLargeFanOut(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{})
-	w := c.startWorker(g)
-	api := w.w.API()
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{})
+	w := c.StartWorker(g)
+	api := w.W.API()
 	const n = 600 // over two of the gateway's fan-out shares
-	clients, ids := c.dialMany(g, w, n)
-	if got, err := api.SendToAll(testCtx(t), []byte("listed"), false, ids, nil); err != nil || got != n {
+	clients, ids := c.DialMany(g, w, n)
+	if got, err := api.SendToAll(linktest.Ctx(t), []byte("listed"), false, ids, nil); err != nil || got != n {
 		t.Fatalf("SendToAll to %d listed clients: %d, %v", n, got, err)
 	}
-	if got, err := api.SendToAll(testCtx(t), []byte("all"), false, nil, nil); err != nil || got != n {
+	if got, err := api.SendToAll(linktest.Ctx(t), []byte("all"), false, nil, nil); err != nil || got != n {
 		t.Fatalf("SendToAll to every client: %d, %v; want %d", got, err, n)
 	}
 	for i, cl := range clients {
-		got := cl.waitMessages(t, 2)
-		if len(got) != 2 || got[0].data != "listed" || got[1].data != "all" {
+		got := cl.WaitMessages(t, 2)
+		if len(got) != 2 || got[0].Data != "listed" || got[1].Data != "all" {
 			t.Fatalf("client %d got %v, want listed then all", i, got)
 		}
 	}
@@ -417,24 +418,24 @@ func (s *slowUnbinds) Unbind(ctx context.Context, clientID, uid string) error {
 // up after at most CloseConcurrency of them at a time, and after every one:
 // each is unbound and each close reaches the worker.
 func TestCloseBurst(t *testing.T) {
-	c := newCluster(t)
-	dir := &slowUnbinds{Directory: c.dir}
-	g := c.startGatewayOn(gateway.Config{}, dir)
-	w := c.startWorker(g)
-	api := w.w.API()
-	clients, ids := c.dialMany(g, w, 4*gateway.CloseConcurrency)
+	c := linktest.New(t)
+	dir := &slowUnbinds{Directory: c.Dir}
+	g := c.StartGatewayOn(gateway.Config{}, dir)
+	w := c.StartWorker(g)
+	api := w.W.API()
+	clients, ids := c.DialMany(g, w, 4*gateway.CloseConcurrency)
 	for i, id := range ids {
-		if err := api.BindUID(testCtx(t), id, "burst"+strconv.Itoa(i)); err != nil {
+		if err := api.BindUID(linktest.Ctx(t), id, "burst"+strconv.Itoa(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, cl := range clients {
-		_ = cl.ws.CloseNow()
+		_ = cl.WS.CloseNow()
 	}
 	for _, id := range ids {
-		eventually(t, "OnClose of "+id, func() bool { return w.rec.has(id, evClose) })
+		linktest.Eventually(t, "OnClose of "+id, func() bool { return w.Rec.Has(id, linktest.EvClose) })
 	}
-	if entries, err := c.dir.GatewayEntries(testCtx(t), g.gw.ID()); err != nil || len(entries) != 0 {
+	if entries, err := c.Dir.GatewayEntries(linktest.Ctx(t), g.GW.ID()); err != nil || len(entries) != 0 {
 		t.Errorf("entries after every client left = %v, %v; want none", entries, err)
 	}
 	if most := dir.most.Load(); most > gateway.CloseConcurrency || most < 2 {

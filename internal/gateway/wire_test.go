@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatewire/gatewire/internal/gateway"
+	"github.com/gatewire/gatewire/internal/linktest"
 )
 
 // rawClient speaks WebSocket by hand, to send frames in pieces and with
@@ -27,7 +28,7 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(waitFor))
+	_ = conn.SetDeadline(time.Now().Add(linktest.WaitFor))
 	req := "GET /?tag=raw HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
@@ -87,10 +88,10 @@ func (c *rawClient) next() (byte, string) {
 // silent in between, read as they were sent: a gateway reader that gives
 // up its goroutine on a silent wire must do so only between messages.
 func TestSilentPauses(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{PingInterval: -1})
-	w := c.startWorker(g)
-	cl := dialRaw(t, g.wsAddr)
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{PingInterval: -1})
+	w := c.StartWorker(g)
+	cl := dialRaw(t, g.WSAddr)
 
 	expect := func(op byte, payload string) {
 		t.Helper()
@@ -124,15 +125,15 @@ func TestSilentPauses(t *testing.T) {
 	expect(0x1, "e")
 	// Two short messages in one write fit the library's 16-byte buffer
 	// whole: the second waits there, with the socket and the wire empty.
-	id := w.rec.idByTag("raw")
+	id := w.Rec.IDByTag("raw")
 	cl.send(append(frame(0x81, "x"), frame(0x81, "y")...))
-	eventually(t, "both short messages", func() bool {
-		m := w.rec.messagesOf(id)
+	linktest.Eventually(t, "both short messages", func() bool {
+		m := w.Rec.MessagesOf(id)
 		return len(m) >= 2 && m[len(m)-2] == "x" && m[len(m)-1] == "y"
 	})
 	// A silent client is still a client: the gateway closes it on request
 	// with a close handshake, which waits for the client's close frame.
-	if err := w.w.API().CloseClient(testCtx(t), id, nil); err != nil {
+	if err := w.W.API().CloseClient(linktest.Ctx(t), id, nil); err != nil {
 		t.Fatal(err)
 	}
 	expect(0x8, "\x03\xe8")
@@ -141,6 +142,6 @@ func TestSilentPauses(t *testing.T) {
 	if _, err := cl.br.ReadByte(); err != io.EOF {
 		t.Errorf("after the close handshake: %v, want EOF", err)
 	}
-	eventually(t, "OnClose", func() bool { return w.rec.has(id, evClose) })
-	w.rec.checkNoProblems(t)
+	linktest.Eventually(t, "OnClose", func() bool { return w.Rec.Has(id, linktest.EvClose) })
+	w.Rec.CheckNoProblems(t)
 }

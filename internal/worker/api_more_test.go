@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"reflect"
 	"slices"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/gatewire/gatewire/internal/clientid"
 	"github.com/gatewire/gatewire/internal/gateway"
+	"github.com/gatewire/gatewire/internal/linktest"
 	"github.com/gatewire/gatewire/internal/worker"
 	linkv1 "github.com/gatewire/gatewire/proto/gatewire/link/v1"
 	registerv1 "github.com/gatewire/gatewire/proto/gatewire/register/v1"
@@ -100,35 +100,11 @@ func (s *countingStream) RecvMsg(m any) error {
 	return err
 }
 
-// startCountingGateway is cluster.startGateway with lc counting the
+// startCountingGateway is Cluster.StartGateway with lc counting the
 // commands the gateway receives.
-func (c *cluster) startCountingGateway(lc *linkCommands) *gatewayServer {
-	t := c.t
-	t.Helper()
-	gw, err := gateway.New(gateway.Config{}, c.dir, nil)
-	if err != nil {
-		t.Fatalf("gateway.New: %v", err)
-	}
-	wsLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	linkLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		_ = wsLis.Close()
-		t.Fatal(err)
-	}
-	g := &gatewayServer{
-		gw: gw, wsAddr: wsLis.Addr().String(), linkAddr: linkLis.Addr().String(),
-		http: &http.Server{Handler: gw}, grpc: grpc.NewServer(grpc.StreamInterceptor(lc.intercept)), serveErr: make(chan error, 2),
-	}
-	linkv1.RegisterLinkServiceServer(g.grpc, gw)
-	go func() { g.serveErr <- g.http.Serve(wsLis) }()
-	go func() { g.serveErr <- g.grpc.Serve(linkLis) }()
-	c.mu.Lock()
-	c.gateways = append(c.gateways, g)
-	c.mu.Unlock()
-	return g
+func startCountingGateway(c *linktest.Cluster, lc *linkCommands) *linktest.Gateway {
+	c.T.Helper()
+	return c.StartGatewayOn(gateway.Config{}, c.Dir, grpc.StreamInterceptor(lc.intercept))
 }
 
 // TestBroadcastOneCommandPerGateway checks that SendToAll, SendToGroup and
@@ -136,28 +112,28 @@ func (c *cluster) startCountingGateway(lc *linkCommands) *gatewayServer {
 // which fans out, that Post's asks for no result, and that every client
 // gets each frame once.
 func TestBroadcastOneCommandPerGateway(t *testing.T) {
-	c := newCluster(t)
+	c := linktest.New(t)
 	var lc0, lc1 linkCommands
-	g0, g1 := c.startCountingGateway(&lc0), c.startCountingGateway(&lc1)
-	w := c.startWorker(g0, g1)
-	api := w.w.API()
-	ctx := testCtx(t)
+	g0, g1 := startCountingGateway(c, &lc0), startCountingGateway(c, &lc1)
+	w := c.StartWorker(g0, g1)
+	api := w.W.API()
+	ctx := linktest.Ctx(t)
 
 	const n = 20
-	clients := make([]*client, n)
-	idsOn := map[*gatewayServer][]string{}
+	clients := make([]*linktest.Client, n)
+	idsOn := map[*linktest.Gateway][]string{}
 	var all []string
 	for i := range n {
-		g := []*gatewayServer{g0, g1}[i%2]
-		clients[i] = c.dial(g, dialOptions{})
-		id, _ := c.idOf(clients[i], w)
+		g := []*linktest.Gateway{g0, g1}[i%2]
+		clients[i] = c.Dial(g)
+		id, _ := c.IDOf(clients[i], w)
 		if err := api.JoinGroup(ctx, id, "room"); err != nil {
 			t.Fatalf("JoinGroup(%s): %v", id, err)
 		}
 		idsOn[g] = append(idsOn[g], id)
 		all = append(all, id)
 	}
-	counters := map[*gatewayServer]*linkCommands{g0: &lc0, g1: &lc1}
+	counters := map[*linktest.Gateway]*linkCommands{g0: &lc0, g1: &lc1}
 	for _, lc := range counters {
 		lc.take()
 	}
@@ -166,13 +142,13 @@ func TestBroadcastOneCommandPerGateway(t *testing.T) {
 		for g, lc := range counters {
 			kinds, sends := lc.take()
 			if want := map[string]int{wantKind: 1}; !reflect.DeepEqual(kinds, want) {
-				t.Errorf("%s: gateway %s received commands %v, want %v", call, g.gw.ID(), kinds, want)
+				t.Errorf("%s: gateway %s received commands %v, want %v", call, g.GW.ID(), kinds, want)
 			}
 			if wantKind != "send" && wantKind != "post" {
 				continue
 			}
 			if len(sends) != 1 || !slices.Equal(sortedIDs(sends[0]), sortedIDs(idsOn[g])) {
-				t.Errorf("%s: gateway %s received Sends to %v, want one to its %d clients %v", call, g.gw.ID(), sends, len(idsOn[g]), sortedIDs(idsOn[g]))
+				t.Errorf("%s: gateway %s received Sends to %v, want one to its %d clients %v", call, g.GW.ID(), sends, len(idsOn[g]), sortedIDs(idsOn[g]))
 			}
 		}
 	}
@@ -194,15 +170,15 @@ func TestBroadcastOneCommandPerGateway(t *testing.T) {
 		t.Fatalf("Post: %v", err)
 	}
 
-	want := []wsMsg{{websocket.MessageText, "to all"}, {websocket.MessageText, "to room"}, {websocket.MessageBinary, "to list"}, {websocket.MessageText, "posted"}}
+	want := []linktest.Frame{{Type: websocket.MessageText, Data: "to all"}, {Type: websocket.MessageText, Data: "to room"}, {Type: websocket.MessageBinary, Data: "to list"}, {Type: websocket.MessageText, Data: "posted"}}
 	for _, cl := range clients {
-		cl.waitMessages(t, len(want))
+		cl.WaitMessages(t, len(want))
 	}
 	check("Post", "post")              // the frames arrived, so did the commands
 	time.Sleep(200 * time.Millisecond) // a duplicate would arrive meanwhile
 	for _, cl := range clients {
-		if got := cl.messages(); !slices.Equal(got, want) {
-			t.Errorf("client %s received %v, want %v", cl.tag, got, want)
+		if got := cl.Messages(); !slices.Equal(got, want) {
+			t.Errorf("client %s received %v, want %v", cl.Tag, got, want)
 		}
 	}
 }
@@ -212,51 +188,51 @@ func TestBroadcastOneCommandPerGateway(t *testing.T) {
 // before it in the same stream message; that one posted alone goes when
 // the linger ends; and that a leaving worker sends what waits at once.
 func TestPostLinger(t *testing.T) {
-	c := newCluster(t)
+	c := linktest.New(t)
 	var lc linkCommands
-	g := c.startCountingGateway(&lc)
-	long := c.startWorkerConfig(worker.Config{PostLinger: time.Hour}, g)
-	short := c.startWorkerConfig(worker.Config{PostLinger: 20 * time.Millisecond}, g)
-	ctx := testCtx(t)
-	cl := c.dial(g, dialOptions{})
-	id, _ := c.idOf(cl, long, short)
-	eventually(t, "both workers' links", func() bool {
-		_, errLong := long.w.API().IsOnline(ctx, id)
-		_, errShort := short.w.API().IsOnline(ctx, id)
+	g := startCountingGateway(c, &lc)
+	long := c.StartWorkerConfig(worker.Config{PostLinger: time.Hour}, g)
+	short := c.StartWorkerConfig(worker.Config{PostLinger: 20 * time.Millisecond}, g)
+	ctx := linktest.Ctx(t)
+	cl := c.Dial(g)
+	id, _ := c.IDOf(cl, long, short)
+	linktest.Eventually(t, "both workers' links", func() bool {
+		_, errLong := long.W.API().IsOnline(ctx, id)
+		_, errShort := short.W.API().IsOnline(ctx, id)
 		return errLong == nil && errShort == nil
 	})
 	lc.takeMessages()
 
-	if err := short.w.API().Post(ctx, []string{id}, []byte("alone"), false); err != nil {
+	if err := short.W.API().Post(ctx, []string{id}, []byte("alone"), false); err != nil {
 		t.Fatalf("Post: %v", err)
 	}
-	cl.waitMessages(t, 1)
+	cl.WaitMessages(t, 1)
 
-	if err := long.w.API().Post(ctx, []string{id}, []byte("posted"), false); err != nil {
+	if err := long.W.API().Post(ctx, []string{id}, []byte("posted"), false); err != nil {
 		t.Fatalf("Post: %v", err)
 	}
 	time.Sleep(100 * time.Millisecond) // the frame would arrive meanwhile
-	if got := cl.messages(); len(got) != 1 {
+	if got := cl.Messages(); len(got) != 1 {
 		t.Fatalf("before any call the client received %v, want only the first post", got)
 	}
-	if n, err := long.w.API().SendToAll(ctx, []byte("sent"), false, []string{id}, nil); err != nil || n != 1 {
+	if n, err := long.W.API().SendToAll(ctx, []byte("sent"), false, []string{id}, nil); err != nil || n != 1 {
 		t.Fatalf("SendToAll = %d, %v; want 1", n, err)
 	}
-	want := []wsMsg{{websocket.MessageText, "alone"}, {websocket.MessageText, "posted"}, {websocket.MessageText, "sent"}}
-	if got := cl.waitMessages(t, 3); !slices.Equal(got, want) {
+	want := []linktest.Frame{{Type: websocket.MessageText, Data: "alone"}, {Type: websocket.MessageText, Data: "posted"}, {Type: websocket.MessageText, Data: "sent"}}
+	if got := cl.WaitMessages(t, 3); !slices.Equal(got, want) {
 		t.Fatalf("client received %v, want %v", got, want)
 	}
 	if got, want := lc.takeMessages(), [][]string{{"post"}, {"post", "send"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("the gateway received stream messages of %v, want %v", got, want)
 	}
 
-	if err := long.w.API().Post(ctx, []string{id}, []byte("leaving"), false); err != nil {
+	if err := long.W.API().Post(ctx, []string{id}, []byte("leaving"), false); err != nil {
 		t.Fatalf("Post: %v", err)
 	}
-	if err := long.stop(t); err != nil {
+	if err := long.Stop(t); err != nil {
 		t.Fatalf("worker Run: %v", err)
 	}
-	if got := cl.waitMessages(t, 4); got[3].data != "leaving" {
+	if got := cl.WaitMessages(t, 4); got[3].Data != "leaving" {
 		t.Errorf("client received %v, want the post of the leaving worker last", got)
 	}
 }
@@ -308,7 +284,7 @@ func (h *hungGateway) received() int {
 	return h.commands
 }
 
-func (h *hungGateway) info() *registerv1.Gateway {
+func (h *hungGateway) Info() *registerv1.Gateway {
 	return &registerv1.Gateway{Id: h.id, LinkAddress: h.addr, PublicAddress: h.addr}
 }
 
@@ -336,23 +312,23 @@ func startHungGateway(t *testing.T) *hungGateway {
 // deadline: ClientCount, Clients and SendToAll return the live gateways'
 // results with an *IncompleteError naming the hung gateway.
 func TestHungGatewayBoundsClusterQueries(t *testing.T) {
-	c := newCluster(t)
-	g0, g1 := c.startGateway(gateway.Config{}), c.startGateway(gateway.Config{})
-	w := c.startWorker(g0, g1)
-	api := w.w.API()
+	c := linktest.New(t)
+	g0, g1 := c.StartGateway(gateway.Config{}), c.StartGateway(gateway.Config{})
+	w := c.StartWorker(g0, g1)
+	api := w.W.API()
 
 	var ids []string
-	for _, g := range []*gatewayServer{g0, g0, g1} {
-		id, _ := c.idOf(c.dial(g, dialOptions{}), w)
+	for _, g := range []*linktest.Gateway{g0, g0, g1} {
+		id, _ := c.IDOf(c.Dial(g), w)
 		ids = append(ids, id)
 	}
-	if err := api.JoinGroup(testCtx(t), ids[2], "grp"); err != nil {
+	if err := api.JoinGroup(linktest.Ctx(t), ids[2], "grp"); err != nil {
 		t.Fatalf("JoinGroup: %v", err)
 	}
 	hung := startHungGateway(t)
-	w.w.SetGateways([]*registerv1.Gateway{g0.info(), g1.info(), hung.info()})
+	w.W.SetGateways([]*registerv1.Gateway{g0.Info(), g1.Info(), hung.Info()})
 	// Once a command reaches it, the link to the hung gateway is up.
-	eventually(t, "a command to reach the hung gateway", func() bool {
+	linktest.Eventually(t, "a command to reach the hung gateway", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		_, _ = api.ClientCount(ctx, "")
@@ -424,15 +400,15 @@ func TestHungGatewayBoundsClusterQueries(t *testing.T) {
 // Handler with the client's next event, and that OnClose carries the uid and
 // the session the connection had.
 func TestSessionsReachHandler(t *testing.T) {
-	c := newCluster(t)
-	g := c.startGateway(gateway.Config{})
-	w := c.startWorker(g)
-	api := w.w.API()
-	ctx := testCtx(t)
+	c := linktest.New(t)
+	g := c.StartGateway(gateway.Config{})
+	w := c.StartWorker(g)
+	api := w.W.API()
+	ctx := linktest.Ctx(t)
 
-	cl := c.dial(g, dialOptions{})
-	id, _ := c.idOf(cl, w)
-	if evs := w.rec.eventsOf(id); len(evs) == 0 || evs[0].client.Session != nil {
+	cl := c.Dial(g)
+	id, _ := c.IDOf(cl, w)
+	if evs := w.Rec.EventsOf(id); len(evs) == 0 || evs[0].Client.Session != nil {
 		t.Errorf("connect event = %+v, want no session", evs)
 	}
 	checkSession := func(want string) {
@@ -483,11 +459,11 @@ func TestSessionsReachHandler(t *testing.T) {
 	if err := api.BindUID(ctx, id, "u-sess"); err != nil {
 		t.Fatalf("BindUID: %v", err)
 	}
-	cl.send(t, "after update")
-	eventually(t, "the message", func() bool { return len(w.rec.messagesOf(id)) == 1 })
-	evs := w.rec.eventsOf(id)
-	if e := evs[len(evs)-1]; e.kind != evMessage || e.client.UID != "u-sess" || !sameSession(e.client.Session, string(wantJSON)) {
-		t.Errorf("message event: kind %s, uid %q, session %s; want message, u-sess, %s", e.kind, e.client.UID, e.client.Session, wantJSON)
+	cl.Send(t, "after update")
+	linktest.Eventually(t, "the message", func() bool { return len(w.Rec.MessagesOf(id)) == 1 })
+	evs := w.Rec.EventsOf(id)
+	if e := evs[len(evs)-1]; e.Kind != linktest.EvMessage || e.Client.UID != "u-sess" || !sameSession(e.Client.Session, string(wantJSON)) {
+		t.Errorf("message event: kind %s, uid %q, session %s; want message, u-sess, %s", e.Kind, e.Client.UID, e.Client.Session, wantJSON)
 	}
 
 	// SetSession replaces, nil clears.
@@ -504,13 +480,13 @@ func TestSessionsReachHandler(t *testing.T) {
 	}
 
 	// OnClose carries the uid and the session the connection had.
-	if err := cl.ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+	if err := cl.WS.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 		t.Fatalf("client close: %v", err)
 	}
-	eventually(t, "OnClose", func() bool { return w.rec.has(id, evClose) })
-	evs = w.rec.eventsOf(id)
-	if e := evs[len(evs)-1]; e.kind != evClose || e.client.UID != "u-sess" || !sameSession(e.client.Session, `{"last":"yes"}`) {
-		t.Errorf("last event: kind %s, uid %q, session %s; want close, u-sess, {\"last\":\"yes\"}", e.kind, e.client.UID, e.client.Session)
+	linktest.Eventually(t, "OnClose", func() bool { return w.Rec.Has(id, linktest.EvClose) })
+	evs = w.Rec.EventsOf(id)
+	if e := evs[len(evs)-1]; e.Kind != linktest.EvClose || e.Client.UID != "u-sess" || !sameSession(e.Client.Session, `{"last":"yes"}`) {
+		t.Errorf("last event: kind %s, uid %q, session %s; want close, u-sess, {\"last\":\"yes\"}", e.Kind, e.Client.UID, e.Client.Session)
 	}
 	if _, err := api.GetSession(ctx, id); !errors.Is(err, worker.ErrNotFound) {
 		t.Errorf("GetSession of a closed client: %v, want ErrNotFound", err)
