@@ -26,12 +26,8 @@ func TestBenchSmoke(t *testing.T) {
 	// record runs chatbench as runChatbench does and keeps its line.
 	record := func(t *testing.T, args ...string) map[string]any {
 		t.Helper()
-		res := runChatbench(t, c, args...)
-		b, err := json.Marshal(res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines, scenarios = append(lines, string(b)), append(scenarios, args[0])
+		res, line := runChatbench(t, c, args...)
+		lines, scenarios = append(lines, line), append(scenarios, args[0])
 		return res
 	}
 	var urls, pushes, pids []string
@@ -111,9 +107,9 @@ func TestBenchSmoke(t *testing.T) {
 }
 
 // runChatbench runs chatbench with args against the cluster and returns
-// its result line, decoded. It fails t unless chatbench exits 0 and prints
-// exactly one JSON object.
-func runChatbench(t *testing.T, c *cluster, args ...string) map[string]any {
+// its result line, decoded and as printed. It fails t unless chatbench
+// exits 0 and prints exactly one JSON object.
+func runChatbench(t *testing.T, c *cluster, args ...string) (map[string]any, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), chatbenchTimeout)
 	defer cancel()
@@ -148,7 +144,7 @@ func runChatbench(t *testing.T, c *cluster, args ...string) map[string]any {
 	if res["bench"] != "chatbench" || res["scenario"] != args[0] {
 		t.Errorf("result names bench %v scenario %v, want chatbench %s", res["bench"], res["scenario"], args[0])
 	}
-	return res
+	return res, out
 }
 
 // num returns a numeric field of a result.

@@ -80,8 +80,11 @@ func TestOwnProcess(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Skip("no /proc")
 	}
-	me := []namedPID{{"me", os.Getpid()}}
-	if _, err := cpuTicks(me); err != nil {
+	procs, err := allStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sumTrees(procs, []namedPID{{"me", os.Getpid()}}); err != nil {
 		t.Fatal(err)
 	}
 	if kb, err := rssKB(os.Getpid()); err != nil || kb <= 0 {

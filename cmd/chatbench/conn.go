@@ -39,7 +39,6 @@ var (
 	patClientID = []byte(`"client_id":"`)
 	patRaw      = []byte(`"raw":"`)
 	patCode     = []byte(`"code":"`)
-	patMessage  = []byte(`"message":"`)
 )
 
 // strField returns the value of the first string field whose `"key":"`

@@ -105,16 +105,6 @@ func readStat(pid int) (procStat, error) {
 	return parseStat(b)
 }
 
-// cpuTicks returns, for every watched process, the CPU ticks of it and all
-// its descendants (for PostgreSQL: the postmaster and every backend).
-func cpuTicks(watched []namedPID) (map[string]int64, error) {
-	procs, err := allStats()
-	if err != nil {
-		return nil, err
-	}
-	return sumTrees(procs, watched)
-}
-
 // sumTrees sums the ticks of each watched process's tree in procs.
 func sumTrees(procs map[int]procStat, watched []namedPID) (map[string]int64, error) {
 	root := make(map[int]string, len(watched))

@@ -11,7 +11,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -264,9 +263,11 @@ type scaleCount struct {
 	total, owned float64 // summed over the runs
 }
 
-// ownedProcess matches the processes the gateway count can change:
-// gatewire's own.
-var ownedProcess = regexp.MustCompile(`^(register|gateway[0-9]+|worker[0-9]+)$`)
+// means returns the count's mean CPU per say: the whole cluster's, and
+// gatewire's own processes' (what the gateway count can change).
+func (sc *scaleCount) means() (total, owned float64) {
+	return sc.total / float64(sc.runs), sc.owned / float64(sc.runs)
+}
 
 func (s scaling) add(gateways string, c *cpuReport) {
 	sc := s[gateways]
@@ -276,10 +277,10 @@ func (s scaling) add(gateways string, c *cpuReport) {
 	}
 	sc.runs++
 	for name, v := range c.PerUnitMS {
-		switch {
-		case name == "total":
+		switch role(name) {
+		case "total":
 			sc.total += v
-		case ownedProcess.MatchString(name):
+		case "register", "gateways", "workers":
 			sc.owned += v
 		}
 	}
@@ -293,19 +294,19 @@ func (s scaling) row() summaryRow {
 		y, _ := strconv.Atoi(b)
 		return cmp.Compare(x, y)
 	})
-	base := s[counts[0]]
+	baseTotal, baseOwned := s[counts[0]].means()
 	var parts []string
+	var ratio float64 // the most gateways' against the fewest
 	for _, g := range counts {
-		sc := s[g]
+		total, owned := s[g].means()
+		ratio = total / baseTotal
 		parts = append(parts, fmt.Sprintf("%s: %.3f ms a say (ratio %.2f; gatewire's processes %.3f, ratio %.2f)",
-			g, sc.total/float64(sc.runs), (sc.total/float64(sc.runs))/(base.total/float64(base.runs)),
-			sc.owned/float64(sc.runs), (sc.owned/float64(sc.runs))/(base.owned/float64(base.runs))))
+			g, total, ratio, owned, owned/baseOwned))
 	}
 	row := summaryRow{run: "scaling", figures: "mean over the runs, by gateways: " + strings.Join(parts, "; ")}
 	if len(counts) > 1 && counts[0] == "1" {
-		most := s[counts[len(counts)-1]]
 		row.target = fmt.Sprintf("ratio ≤ %g", targetScaleRatio)
-		row.verdict = verdict((most.total/float64(most.runs))/(base.total/float64(base.runs)) <= targetScaleRatio)
+		row.verdict = verdict(ratio <= targetScaleRatio)
 	}
 	return row
 }
@@ -332,19 +333,24 @@ func verdict(met bool) string {
 	return "**not met**"
 }
 
-// perRole sums a CPU report per unit by role: gateways, workers, and each
-// other process by name.
+// role names what a -pids name measures: "gateways" for gateway1,
+// gateway2, ..., "workers" likewise, and any other name (register,
+// postgres, redis, total) as it is.
+func role(name string) string {
+	for _, r := range []string{"gateway", "worker"} {
+		if n, ok := strings.CutPrefix(name, r); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+			return r + "s"
+		}
+	}
+	return name
+}
+
+// perRole sums a CPU report per unit by role.
 func perRole(c *cpuReport) string {
 	sums := map[string]float64{}
 	for name, v := range c.PerUnitMS {
-		switch {
-		case name == "total":
-		case strings.HasPrefix(name, "gateway"):
-			sums["gateways"] += v
-		case strings.HasPrefix(name, "worker"):
-			sums["workers"] += v
-		default:
-			sums[name] += v
+		if r := role(name); r != "total" {
+			sums[r] += v
 		}
 	}
 	var parts []string
@@ -360,7 +366,7 @@ func perRole(c *cpuReport) string {
 func fanoutCPU(c *cpuReport) string {
 	var gateways []string
 	for _, name := range slices.Sorted(maps.Keys(c.Seconds)) {
-		if strings.HasPrefix(name, "gateway") {
+		if role(name) == "gateways" {
 			gateways = append(gateways, name)
 		}
 	}

@@ -174,3 +174,12 @@ func TestThousands(t *testing.T) {
 		}
 	}
 }
+
+func TestRole(t *testing.T) {
+	for name, want := range map[string]string{"gateway1": "gateways", "gateway12": "gateways", "worker2": "workers",
+		"register": "register", "postgres": "postgres", "total": "total", "gateway": "gateway", "gatewayx": "gatewayx"} {
+		if got := role(name); got != want {
+			t.Errorf("role(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
